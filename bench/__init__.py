@@ -1,0 +1,1 @@
+"""Hot-path benchmarks behind `grpo bench`."""

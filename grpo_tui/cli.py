@@ -1,0 +1,103 @@
+"""The `grpo` command group, and the one place where errors become exit codes.
+
+Exit codes: 0 ok, 1 error, 2 usage (bad flags or config), 3 guard refused, 130 interrupted.
+Errors print one line (what failed, what to do); a traceback only with `-v`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from pathlib import Path
+
+import click
+
+from grpo_tui import __version__
+from grpo_tui.commands.config import config_group
+from grpo_tui.context import Ctx
+from grpo_tui.errors import GrpoError, GuardRefused, UsageError
+from kernels.errors import KernelError
+from miner.errors import MinerError
+from policy.errors import PolicyError
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_GUARD, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+OUR_LOGGERS = ("grpo_tui", "kernels", "miner", "policy", "bench")
+
+
+def _setup_logging(verbose: int) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    for name in OUR_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+        logger.propagate = False
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--home",
+    type=click.Path(path_type=Path, file_okay=False),
+    envvar="GRPO_HOME",
+    default=Path(".grpo"),
+    show_default=True,
+    help="Workspace folder for the store, datasets, checkpoints and state (env GRPO_HOME).",
+)
+@click.option("-v", "--verbose", count=True, help="More logging, and tracebacks on errors.")
+@click.version_option(__version__, "--version", prog_name="grpo")
+@click.pass_context
+def cli(ctx: click.Context, home: Path, verbose: int) -> None:
+    """grpo: mine agent action streams, train with GRPO, run auto cycles."""
+    _setup_logging(verbose)
+    ctx.obj = Ctx(home=home.expanduser().absolute(), verbose=verbose)
+
+
+cli.add_command(config_group)
+
+
+def exit_code(exc: BaseException) -> int:
+    """The exit code for an exception raised by a command."""
+    if isinstance(exc, (KeyboardInterrupt, click.Abort)):
+        return EXIT_INTERRUPTED
+    if isinstance(exc, GuardRefused):
+        return EXIT_GUARD
+    if isinstance(exc, UsageError):
+        return EXIT_USAGE
+    return EXIT_ERROR
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point: run the group, map exceptions to exit codes."""
+    verbose = any(a in ("-v", "--verbose") or (a.startswith("-v") and set(a[1:]) == {"v"}) for a in (argv or sys.argv[1:]))
+    try:
+        rv = cli.main(args=argv, prog_name="grpo", standalone_mode=False)
+        return rv if isinstance(rv, int) else EXIT_OK
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:  # click's own usage errors exit 2
+        exc.show()
+        return exc.exit_code
+    except (KeyboardInterrupt, click.Abort):
+        click.echo("interrupted", err=True)
+        return EXIT_INTERRUPTED
+    except (GrpoError, KernelError, MinerError, PolicyError) as exc:
+        if verbose:
+            traceback.print_exc()
+        click.echo(f"error: {exc}", err=True)
+        return exit_code(exc)
+    except Exception as exc:  # an unexpected failure still gets one line; the traceback with -v
+        if verbose:
+            traceback.print_exc()
+        hint = "" if verbose else " (run with -v for the traceback)"
+        click.echo(f"error: unexpected {type(exc).__name__}: {exc}{hint}", err=True)
+        return EXIT_ERROR
+
+
+def run() -> None:
+    """The `grpo` console script."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,1 @@
+"""One module per `grpo` command group; `grpo_tui.cli` registers them and maps their errors."""

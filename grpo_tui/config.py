@@ -1,0 +1,230 @@
+"""Validated configs for every command, with their defaults written out once, here.
+
+Precedence, lowest first: model defaults < preset (train only) < `--config-file` YAML < command-line
+flags. An unknown key fails naming the file, the key and the closest valid key; a wrong type fails
+naming the field and the expected type. Both raise `ConfigError` (exit code 2).
+"""
+
+from __future__ import annotations
+
+import difflib
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from grpo_tui.errors import ConfigError
+
+LossType = Literal["grpo", "bnpo", "dr_grpo", "dapo", "cispo"]
+Level = Literal["global", "signature", "patch"]
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class GuardConfig(_Config):
+    """Capacity-guard thresholds; 0 turns a check off."""
+
+    min_free_gb: float = Field(5.0, ge=0, description="free disk on the home filesystem, GiB")
+    min_ram_gb: float = Field(2.0, ge=0, description="available RAM, GiB")
+    min_vram_mb: float = Field(0.0, ge=0, description="free GPU memory on the emptiest GPU, MiB")
+
+
+class MineConfig(_Config):
+    """`grpo mine`: stream window, grouping and outputs."""
+
+    hours: float = Field(48.0, gt=0)
+    min_k: int = Field(2, ge=2)
+    max_k: int = Field(8, ge=2)
+    hierarchical: bool = False
+    out: Path | None = None
+    out_dir: Path | None = None
+    since_cursor: bool = False
+    actions_stream: str = "rl_actions"
+    retrieval_stream: str = "retrieval_events"
+    page_size: int = Field(1000, ge=1)
+
+
+class TrainConfig(_Config):
+    """`grpo train`: data, policy backend, GRPO loss, optimisation and outputs."""
+
+    dataset: Path | None = None
+    val_dataset: Path | None = None
+    val_interval: int = Field(0, ge=0)
+    out: Path | None = None
+    model: str = "bow"
+    device: str = "auto"
+    steps: int = Field(200, ge=1)
+    groups_per_step: int = Field(4, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    max_prompt_chars: int | None = Field(None, ge=1)
+    truncate_prompts: bool = False
+    max_completion_tokens: int = Field(512, ge=1)
+    skip_bad_lines: bool = False
+    blocklist: Path | None = None
+    reward_weights: dict[str, float] = Field(default_factory=dict)
+    # advantages
+    adv_baseline: Literal["mean", "median", "loo"] = "mean"
+    scale_rewards: Literal["group", "batch", "none"] = "group"
+    adv_clip: float | None = Field(5.0, gt=0)
+    reward_clip: float | None = Field(None, gt=0)
+    # loss
+    loss_type: LossType = "grpo"
+    eps_low: float = Field(0.2, ge=0)
+    eps_high: float = Field(0.2, ge=0)
+    delta: float | None = Field(None, gt=1)
+    ratio_level: Literal["token", "sequence"] = "token"
+    temperature: float = Field(1.0, gt=0)
+    beta: float = Field(0.04, ge=0)
+    kl_warmup: int = Field(0, ge=0)
+    kl_target: float | None = Field(None, ge=0)
+    kl_adaptive: bool = False
+    num_iterations: int = Field(1, ge=1)
+    # optimisation
+    lr: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    lr_step: int | None = Field(None, ge=1)
+    lr_gamma: float = Field(0.5, gt=0)
+    warmup_steps: int = Field(0, ge=0)
+    cosine: bool = False
+    max_grad_norm: float = Field(1.0, gt=0)
+    max_nan_skips: int = Field(10, ge=1)
+    lora_r: int = Field(0, ge=0)
+    gradient_checkpointing: bool = False
+    seed: int = 0
+    deterministic: bool = False
+    # outputs
+    log_every: int = Field(1, ge=1)
+    save_every: int = Field(100, ge=1)
+    keep_checkpoints: int = Field(3, ge=1)
+
+
+class AutoConfig(_Config):
+    """Auto mode: one cycle = guard check, mine since the cursor, train each level, nudge policy."""
+
+    period_sec: float = Field(300.0, gt=0)
+    hours: float = Field(24.0, gt=0)
+    min_groups: int = Field(20, ge=1)
+    mode: Literal["single", "hierarchical"] = "single"
+    levels: list[Level] = Field(default_factory=lambda: ["global", "signature", "patch"])
+    steps: int = Field(400, ge=1)
+    model: str = "bow"
+    device: str = "auto"
+    apply_policy: bool = False
+    workspace: Path | None = None
+    top_k: int = Field(3, ge=1)
+    bottom_k: int = Field(1, ge=0)
+    guard: GuardConfig = Field(default_factory=GuardConfig)
+    lr: float = Field(1e-4, gt=0)
+    lr_step: int | None = Field(None, ge=1)
+    lr_gamma: float = Field(0.5, gt=0)
+    beta: float = Field(0.04, ge=0)
+    kl_warmup: int = Field(0, ge=0)
+    kl_target: float | None = Field(None, ge=0)
+
+
+C = TypeVar("C", bound=_Config)
+
+PRESETS = ("conservative", "balanced", "aggressive")
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping; an unreadable or non-mapping file is a ConfigError naming the file."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file ({exc.strerror}); check the path") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc}); fix the syntax") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config file must be a mapping of keys to values, got {type(data).__name__}")
+    return data
+
+
+def preset(name: str) -> dict[str, Any]:
+    """The train overrides of a named preset, shipped as YAML inside the package."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    text = resources.files("grpo_tui").joinpath("presets", f"{name}.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text) or {}
+
+
+def _closest(key: str, valid: list[str]) -> str:
+    match = difflib.get_close_matches(key, valid, n=1, cutoff=0.0)
+    return match[0] if match else valid[0]
+
+
+def _explain(model: type[_Config], exc: ValidationError, source: str) -> str:
+    err = exc.errors()[0]
+    loc = [str(p) for p in err["loc"]]
+    field = ".".join(loc)
+    if err["type"] == "extra_forbidden":
+        owner: type[BaseModel] = model
+        for part in loc[:-1]:
+            annotation = owner.model_fields[part].annotation
+            owner = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else owner
+        valid = sorted(owner.model_fields)
+        return f"{source}: unknown key {field!r}; did you mean {_closest(loc[-1], valid)!r}?"
+    expected = _annotation(model, loc)
+    return f"{source}: {field}: expected {expected}, got {err.get('input')!r} ({err['msg']})"
+
+
+def _annotation(model: type[BaseModel], loc: list[str]) -> str:
+    owner: type[BaseModel] = model
+    for part in loc:
+        field = owner.model_fields.get(part)
+        if field is None:
+            break
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            owner = annotation
+            continue
+        return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+    return "a valid value"
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(
+    model: type[C],
+    config_file: Path | None = None,
+    flags: dict[str, Any] | None = None,
+    preset_name: str | None = None,
+) -> C:
+    """Build a validated config: defaults < preset < config file < flags (None flags are unset)."""
+    layers: list[tuple[str, dict[str, Any]]] = []
+    if preset_name:
+        layers.append((f"preset {preset_name}", preset(preset_name)))
+    if config_file is not None:
+        layers.append((str(config_file), read_yaml(config_file)))
+    if flags:
+        layers.append(("command line", {k: v for k, v in flags.items() if v is not None}))
+    merged: dict[str, Any] = {}
+    for source, layer in layers:
+        try:  # validate each layer alone first so the error names the layer that is wrong
+            model.model_validate(_merge(merged, layer))
+        except ValidationError as exc:
+            raise ConfigError(_explain(model, exc, source)) from exc
+        merged = _merge(merged, layer)
+    return model.model_validate(merged)
+
+
+CONFIGS: dict[str, type[_Config]] = {
+    "train": TrainConfig,
+    "mine": MineConfig,
+    "auto": AutoConfig,
+    "guard": GuardConfig,
+}

@@ -1,0 +1,1 @@
+"""Miner: agent action streams in Redis to grouped preference datasets."""

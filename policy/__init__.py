@@ -1,0 +1,1 @@
+"""Policy backends, GRPO trainer, checkpoints and schedules."""

@@ -1,0 +1,17 @@
+"""Typed errors of the policy package (mapped to exit codes only by grpo_tui.cli)."""
+
+
+class PolicyError(Exception):
+    """Base class for trainer and policy errors."""
+
+
+class DatasetError(PolicyError, ValueError):
+    """A dataset file is unreadable or invalid; the message says `file:line: reason`."""
+
+
+class CheckpointError(PolicyError):
+    """No usable checkpoint could be loaded."""
+
+
+class TrainingDiverged(PolicyError):
+    """Too many non-finite steps in a row."""
