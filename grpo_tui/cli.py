@@ -15,6 +15,7 @@ import click
 
 from grpo_tui import __version__
 from grpo_tui.commands.config import config_group
+from grpo_tui.commands.guard import guard_cmd
 from grpo_tui.context import Ctx
 from grpo_tui.errors import GrpoError, GuardRefused, UsageError
 from kernels.errors import KernelError
@@ -54,6 +55,7 @@ def cli(ctx: click.Context, home: Path, verbose: int) -> None:
 
 
 cli.add_command(config_group)
+cli.add_command(guard_cmd)
 
 
 def exit_code(exc: BaseException) -> int:
