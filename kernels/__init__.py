@@ -1,4 +1,33 @@
 """Fused GRPO kernels: Triton on CUDA, a chunked Torch implementation everywhere else.
 
-`import kernels` never imports triton; the backend is chosen on first use.
+`import kernels` never imports triton; the backend is chosen on first use (`kernels.dispatch`).
+
+    token_logprobs(logits (..., V), ids (...), temperature=1.0, *, with_entropy, inplace_backward) -> logp fp32 (...)
+    grpo_loss(logits (B, T, V), ids, old_logp, ref_logp, advantages (B,), mask (B, T), **options) -> (loss, GRPOStats)
+    fused_linear_grpo_loss(hidden (B, T, H), weight (V, H), ids, ..., bias=None, chunk_tokens=None) -> (loss, GRPOStats)
+    grpo_loss_from_logp(logp (B, T), old_logp, ref_logp, advantages, mask, **options) -> (loss, GRPOStats)
+    backend() -> "triton" | "torch";  use_backend(name) forces one inside a block
 """
+
+from .dispatch import backend, use_backend
+from .errors import BackendError, KernelError, OptionError, ShapeError
+from .fused_linear import fused_linear_grpo_loss
+from .logprobs import TokenLogprobsFunction, token_logprobs
+from .loss import LOSS_TYPES, RATIO_LEVELS, GRPOStats, grpo_loss, grpo_loss_from_logp
+
+__all__ = [
+    "LOSS_TYPES",
+    "RATIO_LEVELS",
+    "BackendError",
+    "GRPOStats",
+    "KernelError",
+    "OptionError",
+    "ShapeError",
+    "TokenLogprobsFunction",
+    "backend",
+    "fused_linear_grpo_loss",
+    "grpo_loss",
+    "grpo_loss_from_logp",
+    "token_logprobs",
+    "use_backend",
+]

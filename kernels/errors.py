@@ -11,3 +11,7 @@ class ShapeError(KernelError, ValueError):
 
 class BackendError(KernelError):
     """The requested kernel backend cannot be used here."""
+
+
+class OptionError(KernelError, ValueError):
+    """A keyword option has a value the kernels do not support (loss type, ratio level, temperature...)."""

@@ -1,0 +1,159 @@
+"""Torch launchers for token log-probs: the reference backend and the fallback off CUDA.
+
+Same contract as `kernels/triton_logprobs.py` (see the two functions). The work is chunked over rows so
+that only a few MiB of fp32 temporaries live at a time, whatever N and V are: no `(N, V)` fp32 tensor is
+built except the `dlogits` the backward returns, and that one is written into `out`, which may be
+`logits` itself (in place). All math is fp32 whatever the logits dtype.
+
+Per chunk of rows, with x the raw logits and z = x / T:
+    m = max_v x,  e = exp((x - m) / T),  s = sum_v e
+    lse = m / T + log s,  logp = (x[id] - m) / T - log s,  entropy = lse - sum_v e * z / s
+    dlogits = g / T * (onehot(id) - exp(z - lse))
+
+On CPU the row chunks are shared out among `torch.get_num_threads()` Python threads that each run
+single-threaded torch ops on their own L2-sized chunk (the ops release the GIL): one OpenMP barrier per
+op and chunk would stall whenever another process holds a core, while whole chunks per thread do not.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+from torch import Tensor
+
+CHUNK_ELEMENTS = 1 << 19  # fp32 elements per row chunk: 2 MiB, about one core's L2
+
+_executor: ThreadPoolExecutor | None = None  # helper threads, created on first use
+_executor_size = 0
+
+
+def _forget_executor() -> None:
+    global _executor, _executor_size
+    _executor, _executor_size = None, 0  # a forked child has the pool object but none of its threads
+
+
+os.register_at_fork(after_in_child=_forget_executor)
+
+
+def _rows_per_chunk(vocab: int) -> int:
+    return max(1, CHUNK_ELEMENTS // max(vocab, 1))
+
+
+def _for_each_chunk(n: int, vocab: int, device: torch.device, work: Callable[[], Callable[[int, int], None]]) -> None:
+    """Run `work()(start, stop)` over all row chunks of an (N, V) problem.
+
+    `work()` is called once per thread and returns that thread's chunk function (own scratch buffers).
+    """
+    global _executor, _executor_size
+    step = _rows_per_chunk(vocab)
+    chunks = [(start, min(start + step, n)) for start in range(0, n, step)]
+    threads = torch.get_num_threads()
+    workers = min(threads, len(chunks)) if device.type == "cpu" else 1
+    if workers <= 1:
+        with torch.no_grad():
+            run = work()
+            for start, stop in chunks:
+                run(start, stop)
+        return
+    ticket = itertools.count()  # next() on it is atomic under the GIL: chunks are taken dynamically
+
+    def drain() -> None:
+        with torch.no_grad():  # grad mode is per thread; the launchers are not differentiable
+            run = work()
+            while (i := next(ticket)) < len(chunks):
+                run(*chunks[i])
+
+    torch.set_num_threads(1)  # this thread's ops, and the pool threads' (initialised from it), run inline
+    try:
+        if _executor is None or _executor_size < workers - 1:
+            _executor, _executor_size = ThreadPoolExecutor(workers - 1, thread_name_prefix="kernels"), workers - 1
+        futures = [_executor.submit(drain) for _ in range(workers - 1)]
+        drain()
+        for future in futures:
+            future.result()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def logprobs_forward(logits: Tensor, ids: Tensor, temperature: float) -> tuple[Tensor, Tensor, Tensor]:
+    """logits (N, V) fp32/bf16/fp16, any row stride (last dim contiguous); ids (N,) int64 in [0, V).
+
+    Returns logp (N,) fp32 = log_softmax(logits/T)[ids], lse (N,) fp32 = logsumexp(logits/T) and
+    entropy (N,) fp32 = -sum p log p of softmax(logits/T). Never materialises (N, V) fp32.
+    """
+    n, vocab = logits.shape
+    logp = torch.empty(n, dtype=torch.float32, device=logits.device)  # (N,)
+    lse = torch.empty_like(logp)  # (N,)
+    entropy = torch.empty_like(logp)  # (N,)
+    rows = min(_rows_per_chunk(vocab), n)
+
+    def work() -> Callable[[int, int], None]:
+        exp_buf = torch.empty(rows, vocab, dtype=torch.float32, device=logits.device)  # (C, V)
+        upcast_buf = None if logits.dtype == torch.float32 else torch.empty_like(exp_buf)  # (C, V)
+
+        def run(start: int, stop: int) -> None:
+            x = logits[start:stop]  # (C, V)
+            if upcast_buf is not None:
+                x = upcast_buf[: stop - start].copy_(x)  # fp32 copy of a low-precision chunk
+            m = x.amax(dim=1, keepdim=True)  # (C, 1) max of the raw logits
+            e = torch.sub(x, m, out=exp_buf[: stop - start])  # (C, V)
+            if temperature != 1.0:
+                e.div_(temperature)
+            e.exp_()  # exp(z - max z)
+            ex = torch.stack([torch.dot(e_row, x_row) for e_row, x_row in zip(e, x)])  # (C,) sum_v e * x
+            # The (C,)-sized tail in float64: one rounding per output instead of three (|logp| ~ 30 has a
+            # 1.9e-6 fp32 ulp, so chained fp32 roundings alone would approach the 2e-6 error budget).
+            s = e.sum(dim=1).double()  # (C,)
+            log_s = s.log()  # (C,)
+            m = m.squeeze(1).double()  # (C,)
+            picked = x.gather(1, ids[start:stop, None]).squeeze(1).double()  # (C,) raw logit of the chosen token
+            row_lse = m / temperature + log_s  # (C,)
+            lse[start:stop] = row_lse
+            logp[start:stop] = (picked - m) / temperature - log_s
+            entropy[start:stop] = row_lse - ex.double() / (s * temperature)  # lse - E_p[z]
+
+        return run
+
+    _for_each_chunk(n, vocab, logits.device, work)
+    return logp, lse, entropy
+
+
+def logprobs_backward(
+    logits: Tensor, ids: Tensor, lse: Tensor, grad_logp: Tensor, temperature: float, out: Tensor | None = None
+) -> Tensor:
+    """dlogits (N, V) in logits.dtype = grad_logp[:, None] * (onehot(ids) - softmax(logits/T)) / T.
+
+    Computed in fp32 and written into `out` when given (`out` may be `logits` itself: in place).
+    """
+    n, vocab = logits.shape
+    if out is None:
+        out = torch.empty(n, vocab, dtype=logits.dtype, device=logits.device)  # (N, V)
+    scale = grad_logp.float() / temperature  # (N,) g / T
+    rows = min(_rows_per_chunk(vocab), n)
+
+    def work() -> Callable[[int, int], None]:
+        fp32_out = out.dtype == torch.float32
+        buf = None if fp32_out else torch.empty(rows, vocab, dtype=torch.float32, device=logits.device)  # (C, V)
+
+        def run(start: int, stop: int) -> None:
+            target = out[start:stop] if buf is None else buf[: stop - start]  # (C, V) fp32
+            x = logits[start:stop]  # (C, V)
+            if x.dtype != torch.float32:
+                x = target.copy_(x)  # fp32 before any arithmetic
+            if temperature == 1.0:
+                torch.sub(x, lse[start:stop, None], out=target)
+            else:
+                torch.div(x, temperature, out=target).sub_(lse[start:stop, None])
+            target.exp_().mul_(scale[start:stop, None].neg())  # -g/T * p
+            target.scatter_add_(1, ids[start:stop, None], scale[start:stop, None])  # + g/T at the chosen id
+            if buf is not None:
+                out[start:stop].copy_(target)
+
+        return run
+
+    _for_each_chunk(n, vocab, logits.device, work)
+    return out

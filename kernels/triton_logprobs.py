@@ -1,0 +1,231 @@
+"""Triton launchers for per-token log-probs, log-sum-exp and entropy over a vocabulary (CUDA backend).
+
+Contract (shared with `kernels/torch_logprobs.py`, see DESIGN section 4):
+
+    logprobs_forward(logits (N, V), ids (N,), temperature) -> (logp, lse, entropy), each (N,) fp32
+    logprobs_backward(logits, ids, lse, grad_logp, temperature, out=None) -> dlogits (N, V) in logits.dtype
+
+One program per token row on grid axis 0 (no 65,535 grid-y limit). Each program loops over the vocabulary
+in BLOCK_V chunks with an online max / sum-exp / sum p*(z - max) (entropy), so `(N, V)` fp32 is never
+built. V and the row strides are runtime integers (no recompile per sequence length or vocabulary), the
+vocabulary tail is masked (odd V such as 50257), all math is fp32 whatever the logits dtype, and row
+offsets are int64 (N * V may exceed 2**31). The backward re-reads the logits and writes
+dlogits = g * (onehot(ids) - softmax(logits / T)) / T, optionally in place into the logits buffer.
+
+ids must lie in [0, V): an out-of-range id is not read (the load is masked) and yields a NaN log-prob.
+When V and the row stride are multiples of 16 (128256, 151936) the JIT's divisibility hints give 16-byte
+vector loads; an odd V (50257) misaligns rows and the loads stay scalar (still correct, and reported
+separately by kernels/aot.py). The kernels use only triton.language (tl.max, tl.sum, ...), so the tests
+can run them in the Triton interpreter.
+Importing this module imports triton; only `kernels.dispatch` imports it, lazily.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .errors import OptionError, ShapeError
+
+# Chunk of the vocabulary one program reduces per loop step, and warps per program. 4096 fp32 over 8
+# warps is 16 elements per thread: enough bytes in flight per SM on H100, few registers, no spills.
+BLOCK_V = 4096
+NUM_WARPS = 8
+# Small vocabularies (tests, toy models) use a smaller chunk so most lanes are not masked off.
+SMALL_BLOCK_V = 1024
+SMALL_NUM_WARPS = 4
+# Every (BLOCK_V, num_warps) pair `_config` can return: compiled ahead of time by kernels/aot.py.
+CONFIGS = ((BLOCK_V, NUM_WARPS), (SMALL_BLOCK_V, SMALL_NUM_WARPS))
+# Let ptxas fuse multiply-adds, stated explicitly: Triton 3.9 warns when unset and 3.10 flips the default.
+FP_FUSION = True
+LOGITS_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+# Finite stand-in for -inf as the initial running max: keeps exp(m_old - m_new) and (m_old - m_new) * s
+# free of inf * 0 even when a whole chunk is -inf (masked or padded vocabulary entries).
+_NEG_BIG = tl.constexpr(-1.0e30)
+
+
+@triton.jit
+def _logprobs_fwd_kernel(
+    logits_ptr,  # (N, V) fp32/bf16/fp16, last dim contiguous
+    stride_row,  # elements between rows of logits (runtime)
+    ids_ptr,  # (N,) int64
+    logp_ptr,  # (N,) fp32 out: log_softmax(logits / T)[ids]
+    lse_ptr,  # (N,) fp32 out: logsumexp(logits / T)
+    entropy_ptr,  # (N,) fp32 out: -sum p log p
+    V,  # vocabulary size (runtime)
+    inv_temperature,  # fp32 1 / T
+    BLOCK_V: tl.constexpr,
+):
+    row = tl.program_id(0).to(tl.int64)
+    row_ptr = logits_ptr + row * stride_row
+    cols = tl.arange(0, BLOCK_V)
+
+    # Online reduction over V: m running max of z = x / T, s = sum exp(z - m), u = sum exp(z - m) * (z - m).
+    m = tl.full((), _NEG_BIG, tl.float32)
+    s = tl.full((), 0.0, tl.float32)
+    u = tl.full((), 0.0, tl.float32)
+    for start in range(0, V, BLOCK_V):
+        offs = start + cols
+        mask = offs < V
+        x = tl.load(row_ptr + offs, mask=mask, other=float("-inf"))
+        z = x.to(tl.float32) * inv_temperature  # (BLOCK_V,)
+        m_new = tl.maximum(m, tl.max(z, axis=0))
+        shift = m - m_new  # <= 0, finite
+        alpha = tl.exp(shift)
+        # z - m_new clamped to a finite floor: masked lanes and -inf logits give e = 0 and e * d = 0, not NaN
+        d = tl.maximum(z - m_new, _NEG_BIG)
+        e = tl.exp(d)
+        # sum e^(z - m_new) (z - m_new) over seen chunks = alpha * (u + shift * s) + this chunk
+        u = alpha * (u + shift * s) + tl.sum(e * d, axis=0)
+        s = alpha * s + tl.sum(e, axis=0)
+        m = m_new
+
+    log_s = tl.log(s)
+    lse = m + log_s
+    entropy = log_s - u / s  # -sum p log p with log p = (z - m) - log s
+
+    tok = tl.load(ids_ptr + row)
+    valid = (tok >= 0) & (tok < V)
+    x_tok = tl.load(row_ptr + tok, mask=valid, other=float("nan"))
+    logp = x_tok.to(tl.float32) * inv_temperature - lse
+
+    tl.store(logp_ptr + row, logp)
+    tl.store(lse_ptr + row, lse)
+    tl.store(entropy_ptr + row, entropy)
+
+
+@triton.jit
+def _logprobs_bwd_kernel(
+    logits_ptr,  # (N, V) fp32/bf16/fp16, last dim contiguous
+    stride_row,  # elements between rows of logits (runtime)
+    dlogits_ptr,  # (N, V) out, logits dtype; may be logits_ptr itself (in place)
+    stride_out_row,  # elements between rows of dlogits (runtime)
+    ids_ptr,  # (N,) int64
+    lse_ptr,  # (N,) fp32 from the forward
+    grad_ptr,  # (N,) fp32 upstream gradient of logp
+    V,  # vocabulary size (runtime)
+    inv_temperature,  # fp32 1 / T
+    BLOCK_V: tl.constexpr,
+):
+    row = tl.program_id(0).to(tl.int64)
+    row_ptr = logits_ptr + row * stride_row
+    out_ptr = dlogits_ptr + row * stride_out_row
+    cols = tl.arange(0, BLOCK_V)
+
+    tok = tl.load(ids_ptr + row)
+    lse = tl.load(lse_ptr + row)
+    g = tl.load(grad_ptr + row) * inv_temperature  # d logp / d z = onehot - p, and dz / dx = 1 / T
+
+    for start in range(0, V, BLOCK_V):
+        offs = start + cols
+        mask = offs < V
+        x = tl.load(row_ptr + offs, mask=mask, other=0.0)
+        p = tl.exp(x.to(tl.float32) * inv_temperature - lse)  # softmax(z), (BLOCK_V,)
+        d = g * (tl.where(offs == tok, 1.0, 0.0) - p)
+        # Each chunk is read before it is written and rows are disjoint, so out may alias logits.
+        tl.store(out_ptr + offs, d.to(dlogits_ptr.dtype.element_ty), mask=mask)
+
+
+def _config(V: int) -> tuple[int, int]:
+    """(BLOCK_V, num_warps) for a vocabulary of V entries; always one of CONFIGS."""
+    if V <= SMALL_BLOCK_V:
+        return SMALL_BLOCK_V, SMALL_NUM_WARPS
+    return BLOCK_V, NUM_WARPS
+
+
+def _check(logits: torch.Tensor, ids: torch.Tensor, temperature: float) -> None:
+    if logits.dim() != 2:
+        raise ShapeError(f"logits must be (N, V), got shape {tuple(logits.shape)}; flatten the leading dims")
+    if logits.dtype not in LOGITS_DTYPES:
+        raise ShapeError(f"logits dtype {logits.dtype} unsupported; use float32, bfloat16 or float16")
+    if logits.shape[1] > 0 and logits.stride(1) != 1:
+        raise ShapeError("logits last dim must be contiguous (stride 1); call .contiguous() first")
+    if ids.shape != logits.shape[:1]:
+        raise ShapeError(f"ids must be (N,) = {tuple(logits.shape[:1])}, got {tuple(ids.shape)}")
+    if ids.device != logits.device:
+        raise ShapeError(f"ids on {ids.device} but logits on {logits.device}; move them to one device")
+    if not temperature > 0:
+        raise OptionError(f"temperature must be > 0, got {temperature}")
+
+
+def _rows(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A contiguous (N,) view or copy of t in dtype."""
+    return t.to(dtype=dtype).contiguous()
+
+
+def logprobs_forward(
+    logits: torch.Tensor, ids: torch.Tensor, temperature: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """logits (N, V) fp32/bf16/fp16, any row stride (last dim contiguous); ids (N,) int64 in [0, V).
+    Returns logp (N,) fp32 = log_softmax(logits/T)[ids], lse (N,) fp32 = logsumexp(logits/T),
+    entropy (N,) fp32 = -sum p log p of softmax(logits/T). Never materialises (N, V) fp32."""
+    _check(logits, ids, temperature)
+    n, v = logits.shape
+    logp = torch.empty(n, dtype=torch.float32, device=logits.device)  # (N,)
+    lse = torch.empty_like(logp)  # (N,)
+    entropy = torch.empty_like(logp)  # (N,)
+    if n == 0:
+        return logp, lse, entropy
+    if v == 0:
+        raise ShapeError("logits has an empty vocabulary (V == 0)")
+    block_v, num_warps = _config(v)
+    _logprobs_fwd_kernel[(n,)](
+        logits,
+        logits.stride(0),
+        _rows(ids, torch.int64),
+        logp,
+        lse,
+        entropy,
+        v,
+        1.0 / float(temperature),
+        BLOCK_V=block_v,
+        num_warps=num_warps,
+        enable_fp_fusion=FP_FUSION,
+    )
+    return logp, lse, entropy
+
+
+def logprobs_backward(
+    logits: torch.Tensor,
+    ids: torch.Tensor,
+    lse: torch.Tensor,
+    grad_logp: torch.Tensor,
+    temperature: float,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """dlogits (N, V) in logits.dtype = grad_logp[:, None] * (onehot(ids) - softmax(logits/T)) / T,
+    computed in fp32 and written into `out` when given (out may be `logits` itself: in-place)."""
+    _check(logits, ids, temperature)
+    n, v = logits.shape
+    if lse.shape != (n,) or grad_logp.shape != (n,):
+        raise ShapeError(
+            f"lse and grad_logp must be (N,) = ({n},), got {tuple(lse.shape)} and {tuple(grad_logp.shape)}"
+        )
+    if out is None:
+        out = torch.empty((n, v), dtype=logits.dtype, device=logits.device)  # (N, V)
+    elif out.shape != logits.shape or out.dtype != logits.dtype or out.device != logits.device:
+        raise ShapeError(
+            f"out must be {tuple(logits.shape)} {logits.dtype} on {logits.device}, "
+            f"got {tuple(out.shape)} {out.dtype} on {out.device}"
+        )
+    elif v > 0 and out.stride(1) != 1:
+        raise ShapeError("out last dim must be contiguous (stride 1)")
+    if n == 0 or v == 0:
+        return out
+    block_v, num_warps = _config(v)
+    _logprobs_bwd_kernel[(n,)](
+        logits,
+        logits.stride(0),
+        out,
+        out.stride(0),
+        _rows(ids, torch.int64),
+        _rows(lse, torch.float32),
+        _rows(grad_logp, torch.float32),
+        v,
+        1.0 / float(temperature),
+        BLOCK_V=block_v,
+        num_warps=num_warps,
+        enable_fp_fusion=FP_FUSION,
+    )
+    return out

@@ -1,0 +1,134 @@
+"""fused_linear_grpo_loss (Torch backend) against float64 hidden @ W.T + log_softmax + TRL loss math.
+
+Chunk sizes that do and do not divide N, odd vocabularies, bias, temperature, sequence level,
+bf16 inputs (fp32 accumulation) and a frozen LM head (no weight gradient computed).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from kernels import OptionError, ShapeError, fused_linear_grpo_loss, grpo_loss, use_backend
+from kernels.fused_linear import default_chunk_tokens
+
+from test_loss import trl_loss64  # the float64 TRL reference (same folder, rootdir-relative import)
+
+GRAD_TOL = 1e-5
+
+
+@pytest.fixture(autouse=True)
+def torch_backend():
+    with use_backend("torch"):
+        yield
+
+
+def problem(b: int, t: int, h: int, vocab: int, seed: int = 0, with_bias: bool = False):
+    gen = torch.Generator().manual_seed(seed)
+    hidden = torch.randn(b, t, h, generator=gen)  # (B, T, H)
+    weight = torch.randn(vocab, h, generator=gen) * (2.0 / h**0.5)  # (V, H): logits std ~2
+    bias = torch.randn(vocab, generator=gen) * 0.5 if with_bias else None  # (V,)
+    ids = torch.randint(0, vocab, (b, t), generator=gen)  # (B, T)
+    with torch.no_grad():
+        logits = hidden @ weight.T + (0 if bias is None else bias)
+        logp = torch.log_softmax(logits, -1).gather(-1, ids[..., None]).squeeze(-1)
+    old = logp + 0.3 * torch.randn(b, t, generator=gen)
+    ref = logp + 0.3 * torch.randn(b, t, generator=gen)
+    adv = torch.randn(b, generator=gen)
+    mask = (torch.arange(t)[None, :] < torch.randint(1, t + 1, (b,), generator=gen)[:, None]).float()
+    return hidden, weight, bias, ids, old, ref, adv, mask
+
+
+def rel(got: torch.Tensor, want: torch.Tensor) -> float:
+    return ((got.double() - want).abs().max() / want.abs().max()).item()
+
+
+@pytest.mark.parametrize(
+    ("b", "t", "h", "vocab", "chunk", "with_bias", "kw"),
+    [
+        (3, 5, 16, 1000, 4, False, dict(loss_type="grpo", beta=0.04)),
+        (3, 5, 16, 1000, 15, True, dict(loss_type="dapo", ratio_level="sequence", delta=1.3, temperature=0.8)),
+        (2, 4, 8, 1000, 3, True, dict(loss_type="cispo", beta=0.1, temperature=1.2)),
+        (2, 3, 8, 50257, 2, False, dict(loss_type="dr_grpo", beta=0.04)),
+        (2, 3, 8, 1000, None, False, dict(loss_type="bnpo", ratio_level="sequence")),
+    ],
+)
+def test_matches_float64_reference(b, t, h, vocab, chunk, with_bias, kw) -> None:
+    hidden, weight, bias, ids, old, ref, adv, mask = problem(b, t, h, vocab, seed=vocab + t, with_bias=with_bias)
+    leaves = [hidden.clone().requires_grad_(True), weight.clone().requires_grad_(True)]
+    if bias is not None:
+        leaves.append(bias.clone().requires_grad_(True))
+    loss, stats = fused_linear_grpo_loss(
+        leaves[0], leaves[1], ids, old, ref, adv, mask, bias=leaves[2] if bias is not None else None, chunk_tokens=chunk, **kw
+    )
+    loss.backward()
+    leaves64 = [x.detach().double().requires_grad_(True) for x in leaves]
+    logits64 = leaves64[0] @ leaves64[1].T + (leaves64[2] if bias is not None else 0)
+    loss64 = trl_loss64(logits64, ids, old, ref, adv, mask, **kw)
+    loss64.backward()
+    assert loss.dtype == torch.float32 and abs(loss.item() - loss64.item()) <= 1e-5
+    for got, want in zip(leaves, leaves64):
+        assert got.grad.dtype == torch.float32
+        assert rel(got.grad, want.grad) <= GRAD_TOL
+    temp = kw.get("temperature", 1.0)
+    logp64 = torch.log_softmax(logits64.detach() / temp, -1).gather(-1, ids[..., None]).squeeze(-1)
+    assert (stats.logp.double() - logp64).abs().max().item() <= 2e-6
+    assert stats.entropy is not None and stats.entropy.shape == (b, t)
+
+
+def test_equals_grpo_loss_on_the_materialised_logits() -> None:
+    hidden, weight, _, ids, old, ref, adv, mask = problem(3, 4, 12, 333, seed=1)
+    kw = dict(loss_type="grpo", beta=0.04, temperature=0.9, delta=1.4)
+    h1, w1 = hidden.clone().requires_grad_(True), weight.clone().requires_grad_(True)
+    loss, stats = fused_linear_grpo_loss(h1, w1, ids, old, ref, adv, mask, chunk_tokens=5, **kw)
+    loss.backward()
+    h2, w2 = hidden.clone().requires_grad_(True), weight.clone().requires_grad_(True)
+    loss2, stats2 = grpo_loss(h2 @ w2.T, ids, old, ref, adv, mask, **kw)
+    loss2.backward()
+    torch.testing.assert_close(loss, loss2, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(h1.grad, h2.grad, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(w1.grad, w2.grad, rtol=1e-5, atol=1e-7)
+    for name in ("logp", "kl", "ratio", "entropy"):
+        torch.testing.assert_close(getattr(stats, name), getattr(stats2, name), rtol=1e-5, atol=2e-6)
+
+
+def test_bf16_inputs_accumulate_in_fp32() -> None:
+    hidden, weight, _, ids, old, ref, adv, mask = problem(2, 6, 16, 1000, seed=2)
+    hidden, weight = hidden.bfloat16(), weight.bfloat16()
+    h, w = hidden.clone().requires_grad_(True), weight.clone().requires_grad_(True)
+    loss, stats = fused_linear_grpo_loss(h, w, ids, old, ref, adv, mask, chunk_tokens=3, loss_type="dapo", beta=0.04)
+    loss.backward()
+    h64, w64 = hidden.double().requires_grad_(True), weight.double().requires_grad_(True)
+    logits64 = h64 @ w64.T
+    loss64 = trl_loss64(logits64, ids, old, ref, adv, mask, loss_type="dapo", beta=0.04)
+    loss64.backward()
+    assert loss.dtype == stats.logp.dtype == torch.float32
+    assert h.grad.dtype == w.grad.dtype == torch.bfloat16
+    assert abs(loss.item() - loss64.item()) <= 5e-3  # bf16 logits from a bf16 matmul
+    assert rel(h.grad.float(), h64.grad) <= 3e-2 and rel(w.grad.float(), w64.grad) <= 3e-2
+
+
+def test_frozen_head_gets_no_weight_gradient() -> None:
+    hidden, weight, _, ids, old, ref, adv, mask = problem(2, 3, 8, 100, seed=3)
+    h = hidden.clone().requires_grad_(True)
+    loss, _ = fused_linear_grpo_loss(h, weight, ids, old, ref, adv, mask, chunk_tokens=2)
+    loss.backward()
+    assert weight.grad is None and h.grad is not None and h.grad.abs().sum() > 0
+
+
+def test_default_chunk_keeps_the_logits_buffer_near_128_mib() -> None:
+    rows = default_chunk_tokens(151936)
+    assert 100 << 20 <= rows * 151936 * 4 <= 150 << 20
+    assert default_chunk_tokens(10**9) == 1
+
+
+def test_bad_inputs_raise_typed_errors() -> None:
+    hidden, weight, _, ids, old, ref, adv, mask = problem(2, 3, 8, 100)
+    with pytest.raises(ShapeError, match="weight"):
+        fused_linear_grpo_loss(hidden, weight[:, :4], ids, old, ref, adv, mask)
+    with pytest.raises(ShapeError, match="ids"):
+        fused_linear_grpo_loss(hidden, weight, ids[:, :2], old, ref, adv, mask)
+    with pytest.raises(ShapeError, match="bias"):
+        fused_linear_grpo_loss(hidden, weight, ids, old, ref, adv, mask, bias=torch.zeros(7))
+    with pytest.raises(OptionError, match="loss_type"):
+        fused_linear_grpo_loss(hidden, weight, ids, old, ref, adv, mask, loss_type="nope")

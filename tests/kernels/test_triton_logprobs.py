@@ -1,0 +1,303 @@
+"""The Triton kernels equal the Torch reference, in values and gradients.
+
+Launcher level: `kernels.triton_logprobs` vs `kernels.torch_logprobs` (fp32/bf16, odd vocabularies, row
+strides, temperature, in-place backward) plus a float64 check. API level: `grpo_loss` and
+`fused_linear_grpo_loss` under `use_backend("triton")` vs `use_backend("torch")`.
+
+Each test runs on two devices: "cpu" runs the kernels in the Triton interpreter (TRITON_INTERPRET=1),
+"cuda" runs them compiled (skipped without a GPU). Triton fixes interpreted vs compiled when `@triton.jit`
+decorates (at import), so `_triton_mode` swaps in the matching function objects for each test: no
+subprocess, and it works whatever imported triton first in the full suite.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import triton.language as tl
+from triton.runtime.interpreter import InterpretedFunction
+from triton.runtime.jit import JITFunction
+
+from kernels import LOSS_TYPES, fused_linear_grpo_loss, grpo_loss, torch_logprobs, triton_logprobs
+from kernels.dispatch import use_backend
+from kernels.errors import OptionError, ShapeError
+
+KERNELS = (triton_logprobs, ("_logprobs_fwd_kernel", "_logprobs_bwd_kernel"))
+NO_CUDA = "no CUDA device: the compiled kernels run only on a GPU (the interpreter runs them on cpu here)"
+_CONVERTED: dict[tuple[int, type], object] = {}
+
+
+def _as(kind: type, fn: object) -> object:
+    """`fn` (a JITFunction or InterpretedFunction) rebuilt as `kind` from its Python source, once per process."""
+    if isinstance(fn, kind):
+        return fn
+    key = (id(fn.fn), kind)
+    if key not in _CONVERTED:
+        _CONVERTED[key] = kind(fn.fn)
+    return _CONVERTED[key]
+
+
+def _triton_mode(monkeypatch, interpret: bool) -> None:
+    """Run Triton interpreted (cpu) or compiled (cuda) for one test, whatever mode triton was imported in.
+
+    `@triton.jit` picks interpreted vs compiled when it decorates, reading TRITON_INTERPRET at import time,
+    both for our kernels and for triton's own jit'd library (tl.max, tl.sum). This swaps in the matching
+    objects, rebuilt from the same Python source, and sets TRITON_INTERPRET for the code that reads it at
+    call time (kernels.dispatch, triton's constexpr functions); monkeypatch undoes it all after the test.
+    """
+    kind = InterpretedFunction if interpret else JITFunction
+    if interpret:
+        monkeypatch.setenv("TRITON_INTERPRET", "1")
+    else:
+        monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    for name, value in list(vars(tl).items()):
+        if isinstance(value, (JITFunction, InterpretedFunction)):
+            monkeypatch.setattr(tl, name, _as(kind, value))
+    module, names = KERNELS
+    for name in names:
+        monkeypatch.setattr(module, name, _as(kind, getattr(module, name)))
+
+
+@pytest.fixture(
+    params=["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_CUDA))]
+)
+def device(request, monkeypatch) -> torch.device:
+    _triton_mode(monkeypatch, interpret=request.param == "cpu")
+    return torch.device(request.param)
+
+
+def _logits(n: int, v: int, dtype: torch.dtype, device: torch.device, seed: int = 0, pad: int = 0) -> torch.Tensor:
+    """(n, v) logits with spread-out values; with pad > 0, a view into an (n, v + pad) buffer (row stride v + pad)."""
+    gen = torch.Generator().manual_seed(seed)
+    full = (torch.randn(n, v + pad, generator=gen) * 4).to(dtype).to(device)
+    return full[:, :v]
+
+
+def _ids(n: int, v: int, device: torch.device, seed: int = 1) -> torch.Tensor:
+    ids = torch.randint(0, v, (n,), generator=torch.Generator().manual_seed(seed))
+    ids[0] = v - 1  # the last vocab entry: the masked tail of the last chunk
+    return ids.to(device)
+
+
+def _grad_tol(dtype: torch.dtype, ref: torch.Tensor) -> dict[str, float]:
+    """Tolerance for dlogits: 1e-5 of the largest gradient in fp32; one bf16 rounding step otherwise."""
+    scale = ref.float().abs().max().item()
+    return {"atol": (1e-5 if dtype == torch.float32 else 8e-3) * scale, "rtol": 0.0}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("vocab", [1000, 50257])
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_launchers_match_torch(device, dtype, vocab, temperature):
+    logits = _logits(3, vocab, dtype, device)
+    ids = _ids(3, vocab, device)
+    grad = torch.tensor([0.5, -1.5, 2.0], device=device)
+
+    got = triton_logprobs.logprobs_forward(logits, ids, temperature)
+    want = torch_logprobs.logprobs_forward(logits, ids, temperature)
+    for g, w, name in zip(got, want, ("logp", "lse", "entropy")):
+        assert g.dtype == torch.float32 and g.shape == (3,), name
+        torch.testing.assert_close(g, w, atol=2e-5, rtol=1e-6, msg=name)
+
+    dlogits = triton_logprobs.logprobs_backward(logits, ids, got[1], grad, temperature)
+    ref = torch_logprobs.logprobs_backward(logits, ids, want[1], grad, temperature)
+    assert dlogits.dtype == dtype and dlogits.shape == logits.shape
+    torch.testing.assert_close(dlogits.float(), ref.float(), **_grad_tol(dtype, ref))
+
+
+def test_forward_matches_float64(device):
+    """Independent of the Torch launchers: float64 log_softmax, with -inf logits (padded vocab) in the rows."""
+    vocab, temperature = 5003, 0.9
+    logits = _logits(4, vocab, torch.float32, device)
+    logits[:, 4500:] = float("-inf")  # a whole chunk of the 4096-wide loop and the tail are -inf
+    logits[2, :3000] = float("-inf")
+    ids = _ids(4, 4500, device)
+    logp, lse, entropy = triton_logprobs.logprobs_forward(logits, ids, temperature)
+
+    ref = torch.log_softmax(logits.double() / temperature, dim=-1)  # (N, V)
+    torch.testing.assert_close(logp.double(), ref.gather(1, ids[:, None])[:, 0], atol=2e-6, rtol=0)
+    torch.testing.assert_close(lse.double(), torch.logsumexp(logits.double() / temperature, -1), atol=2e-6, rtol=0)
+    torch.testing.assert_close(entropy.double(), torch.special.entr(ref.exp()).sum(-1), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_row_strides(device, dtype):
+    """A row stride != V (a slice of a wider buffer, and every other row of it) reads the right elements."""
+    vocab = 1000
+    wide = _logits(6, vocab, dtype, device, pad=24)  # row stride 1024
+    for logits in (wide, wide[::2]):  # row strides 1024 and 2048
+        n = logits.shape[0]
+        ids = _ids(n, vocab, device)
+        grad = torch.linspace(-1, 1, n, device=device)
+        got = triton_logprobs.logprobs_forward(logits, ids, 1.3)
+        want = torch_logprobs.logprobs_forward(logits.contiguous(), ids, 1.3)
+        for g, w in zip(got, want):
+            torch.testing.assert_close(g, w, atol=2e-5, rtol=1e-6)
+        dlogits = triton_logprobs.logprobs_backward(logits, ids, got[1], grad, 1.3)
+        ref = torch_logprobs.logprobs_backward(logits.contiguous(), ids, want[1], grad, 1.3)
+        torch.testing.assert_close(dlogits.float(), ref.float(), **_grad_tol(dtype, ref))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_backward_in_place(device, dtype):
+    """out=logits overwrites the logits buffer with exactly the out-of-place dlogits."""
+    vocab = 5000  # two chunks of 4096: the second chunk is read after the first was overwritten
+    logits = _logits(3, vocab, dtype, device, pad=8)
+    ids = _ids(3, vocab, device)
+    grad = torch.tensor([1.0, 0.0, -3.0], device=device)
+    _, lse, _ = triton_logprobs.logprobs_forward(logits, ids, 1.0)
+    expected = triton_logprobs.logprobs_backward(logits, ids, lse, grad, 1.0)
+
+    out = triton_logprobs.logprobs_backward(logits, ids, lse, grad, 1.0, out=logits)
+    assert out.data_ptr() == logits.data_ptr()
+    torch.testing.assert_close(logits, expected, atol=0, rtol=0)
+    assert torch.all(logits[1] == 0)  # zero upstream gradient, zero dlogits
+
+
+def test_launcher_errors(device):
+    logits = _logits(2, 100, torch.float32, device)
+    ids = _ids(2, 100, device)
+    with pytest.raises(ShapeError, match="must be \\(N, V\\)"):
+        triton_logprobs.logprobs_forward(logits[None], ids, 1.0)
+    with pytest.raises(ShapeError, match="contiguous"):
+        triton_logprobs.logprobs_forward(logits.t(), ids, 1.0)
+    with pytest.raises(ShapeError, match="dtype"):
+        triton_logprobs.logprobs_forward(logits.double(), ids, 1.0)
+    with pytest.raises(ShapeError, match="ids must be"):
+        triton_logprobs.logprobs_forward(logits, ids[:1], 1.0)
+    with pytest.raises(OptionError, match="temperature"):
+        triton_logprobs.logprobs_forward(logits, ids, 0.0)
+    lse = torch.zeros(2, device=device)
+    with pytest.raises(ShapeError, match="out must be"):
+        triton_logprobs.logprobs_backward(logits, ids, lse, lse, 1.0, out=logits.half())
+    empty = triton_logprobs.logprobs_forward(logits[:0], ids[:0], 1.0)
+    assert all(t.shape == (0,) for t in empty)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_CUDA)
+def test_int64_offsets_cuda(monkeypatch):
+    """N * V > 2**31 elements: row offsets past the int32 range land on the right rows (CUDA only, ~4.3 GB)."""
+    _triton_mode(monkeypatch, interpret=False)
+    vocab = 151936
+    n = (1 << 31) // vocab + 2
+    logits = torch.randn(n, vocab, device="cuda", dtype=torch.bfloat16)
+    ids = torch.randint(0, vocab, (n,), device="cuda")
+    grad = torch.ones(n, device="cuda")
+    tail = slice(n - 2, n)  # rows whose first element is past 2**31
+    want = torch_logprobs.logprobs_forward(logits[tail].clone(), ids[tail], 1.0)
+    want_d = torch_logprobs.logprobs_backward(logits[tail].clone(), ids[tail], want[1], grad[tail], 1.0)
+    got = triton_logprobs.logprobs_forward(logits, ids, 1.0)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g[tail], w, atol=2e-5, rtol=1e-6)
+    triton_logprobs.logprobs_backward(logits, ids, got[1], grad, 1.0, out=logits)
+    torch.testing.assert_close(logits[tail].float(), want_d.float(), **_grad_tol(torch.bfloat16, want_d))
+
+
+# ---- public API: use_backend("triton") vs use_backend("torch") ----
+
+
+@pytest.fixture
+def triton_calls(monkeypatch) -> list[str]:
+    """Names of the Triton launchers called during the test: proves use_backend("triton") reached them."""
+    calls: list[str] = []
+    for name in ("logprobs_forward", "logprobs_backward"):
+        launcher = getattr(triton_logprobs, name)
+
+        def spy(*args, _launcher=launcher, _name=name, **kwargs):
+            calls.append(_name)
+            return _launcher(*args, **kwargs)
+
+        monkeypatch.setattr(triton_logprobs, name, spy)
+    return calls
+
+
+def _loss_inputs(device: torch.device, dtype: torch.dtype, vocab: int = 1000):
+    """B=2, T=3 inputs: old/ref log-probs near the current ones (some ratios clip), a masked token per row."""
+    gen = torch.Generator().manual_seed(3)
+    logits = (torch.randn(2, 3, vocab, generator=gen) * 3).to(dtype)
+    ids = torch.randint(0, vocab, (2, 3), generator=gen)
+    logp = torch.log_softmax(logits.double(), -1).gather(-1, ids[..., None])[..., 0].float()
+    old = logp + 0.4 * torch.randn(2, 3, generator=gen)
+    ref = logp + 0.4 * torch.randn(2, 3, generator=gen)
+    advantages = torch.tensor([1.0, -0.7])
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 1.0]])
+    return [t.to(device) for t in (logits, ids, old, ref, advantages, mask)]
+
+
+def _run_loss(backend: str, inputs, **options):
+    logits, ids, old, ref, advantages, mask = inputs
+    leaf = logits.clone().requires_grad_(True)
+    with use_backend(backend):
+        loss, stats = grpo_loss(leaf, ids, old, ref, advantages, mask, **options)
+        loss.backward()
+    return loss.detach(), stats, leaf.grad
+
+
+def _assert_same_loss(got, want, dtype):
+    (loss, stats, grad), (loss_ref, stats_ref, grad_ref) = got, want
+    torch.testing.assert_close(loss, loss_ref, atol=1e-5, rtol=1e-5)
+    for name in ("logp", "kl", "ratio", "entropy"):
+        torch.testing.assert_close(getattr(stats, name), getattr(stats_ref, name), atol=2e-5, rtol=1e-5, msg=name)
+    for name in ("clipped_low", "clipped_high"):
+        assert torch.equal(getattr(stats, name), getattr(stats_ref, name)), name
+    assert grad.dtype == dtype
+    torch.testing.assert_close(grad.float(), grad_ref.float(), **_grad_tol(dtype, grad_ref))
+
+
+@pytest.mark.parametrize("loss_type", LOSS_TYPES)
+@pytest.mark.parametrize("ratio_level", ["token", "sequence"])
+@pytest.mark.parametrize("beta", [0.0, 0.04])
+@pytest.mark.parametrize("delta", [None, 1.5], ids=["no-delta", "delta"])
+def test_grpo_loss_triton_equals_torch(device, triton_calls, loss_type, ratio_level, beta, delta):
+    inputs = _loss_inputs(device, torch.float32)
+    options = dict(loss_type=loss_type, ratio_level=ratio_level, beta=beta, delta=delta, temperature=0.9)
+    got = _run_loss("triton", inputs, **options)
+    assert triton_calls == ["logprobs_forward", "logprobs_backward"]
+    want = _run_loss("torch", inputs, **options)
+    assert len(triton_calls) == 2  # the torch backend did not call them
+    assert got[1].clipped_low.any() or got[1].clipped_high.any() or ratio_level == "sequence"
+    assert torch.all(got[2][0, 2] == 0) and torch.all(got[2][1, 1] == 0)  # masked tokens get no gradient
+    _assert_same_loss(got, want, torch.float32)
+
+
+@pytest.mark.parametrize("loss_type", LOSS_TYPES)
+@pytest.mark.parametrize("ratio_level", ["token", "sequence"])
+def test_grpo_loss_bf16_triton_equals_torch(device, triton_calls, loss_type, ratio_level):
+    inputs = _loss_inputs(device, torch.bfloat16, vocab=1003)
+    options = dict(loss_type=loss_type, ratio_level=ratio_level, beta=0.04, delta=1.5)
+    got = _run_loss("triton", inputs, **options)
+    assert triton_calls == ["logprobs_forward", "logprobs_backward"]
+    _assert_same_loss(got, _run_loss("torch", inputs, **options), torch.bfloat16)
+
+
+def test_grpo_loss_inplace_backward(device, triton_calls):
+    """inplace_backward=True gives the same gradient, and it lives in the logits buffer."""
+    inputs = _loss_inputs(device, torch.float32)
+    want = _run_loss("torch", inputs, beta=0.04)
+    logits, ids, old, ref, advantages, mask = inputs
+    leaf = logits.clone().requires_grad_(True)
+    with use_backend("triton"):
+        loss, _ = grpo_loss(leaf * 1.0, ids, old, ref, advantages, mask, beta=0.04, inplace_backward=True)
+        loss.backward()
+    assert triton_calls == ["logprobs_forward", "logprobs_backward"]
+    torch.testing.assert_close(loss.detach(), want[0], atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(leaf.grad, want[2], **_grad_tol(torch.float32, want[2]))
+
+
+def test_fused_linear_triton_equals_torch(device, triton_calls):
+    gen = torch.Generator().manual_seed(5)
+    vocab, hidden_size = 1000, 16
+    hidden = torch.randn(2, 3, hidden_size, generator=gen).to(device)
+    weight = (0.5 * torch.randn(vocab, hidden_size, generator=gen)).to(device)
+    _, ids, old, ref, advantages, mask = _loss_inputs(device, torch.float32, vocab)
+    results = {}
+    for backend in ("triton", "torch"):
+        h, w = hidden.clone().requires_grad_(True), weight.clone().requires_grad_(True)
+        with use_backend(backend):
+            loss, stats = fused_linear_grpo_loss(h, w, ids, old, ref, advantages, mask, beta=0.04, chunk_tokens=4)
+            loss.backward()
+        results[backend] = (loss.detach(), stats.logp, h.grad, w.grad)
+        if backend == "triton":
+            assert "logprobs_forward" in triton_calls and "logprobs_backward" in triton_calls
+    for got, want in zip(results["triton"], results["torch"]):
+        torch.testing.assert_close(got, want, atol=1e-5 * max(want.abs().max().item(), 1.0), rtol=1e-5)
