@@ -15,3 +15,11 @@ class InvalidRecord(MinerError, ValueError):
 
 class PolicyPathError(MinerError):
     """A policy-nudge path lies outside the workspace."""
+
+
+class StoreError(MinerError):
+    """The store answered with an error (e.g. a stream key holding another type); the message says which key."""
+
+
+class CursorError(MinerError):
+    """`cursor.json` is unreadable or malformed; the message names the file and how to fix it."""

@@ -29,3 +29,46 @@ def grpo(home: Path, capfd: pytest.CaptureFixture[str]):
     return run
 
 
+@pytest.fixture()
+def store(home: Path):
+    """A real Redis server for this test: the embedded one under `home/store/`, on its own socket.
+
+    Yields the connected `miner.store.Store`; at teardown whatever server the test left running in
+    that store (the first one, or one a later command restarted) is killed.
+    """
+    from miner.store import open_store
+
+    opened = open_store(home)
+    yield opened
+    opened.close()
+    _kill_store(home)
+
+
+@pytest.fixture()
+def kill_store(home: Path):
+    """`kill_store()`: SIGKILL the test's embedded Redis server (as a crash would); returns its pid."""
+    return lambda: _kill_store(home)
+
+
+def _kill_store(home: Path) -> int | None:
+    import os
+    import signal
+    import time
+
+    import psutil
+
+    from miner.store import EmbeddedServer
+
+    pid = EmbeddedServer(Path(home) / "store").pid()
+    if pid is None:
+        return None
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                break
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.01)
+    return pid
