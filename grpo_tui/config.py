@@ -46,6 +46,7 @@ class MineConfig(_Config):
     actions_stream: str = "rl_actions"
     retrieval_stream: str = "retrieval_events"
     page_size: int = Field(1000, ge=1)
+    max_entry_bytes: int = Field(1 << 20, ge=1024, description="entries larger than this are skipped as too_large")
 
 
 class TrainConfig(_Config):
@@ -82,6 +83,8 @@ class TrainConfig(_Config):
     kl_warmup: int = Field(0, ge=0)
     kl_target: float | None = Field(None, ge=0)
     kl_adaptive: bool = False
+    kl_adaptive_target: float = Field(0.1, gt=0, description="KL the adaptive controller steers towards")
+    kl_horizon: int = Field(100, ge=1, description="adaptive KL controller horizon, steps")
     num_iterations: int = Field(1, ge=1)
     # optimisation
     lr: float = Field(1e-4, gt=0)
@@ -93,7 +96,9 @@ class TrainConfig(_Config):
     max_grad_norm: float = Field(1.0, gt=0)
     max_nan_skips: int = Field(10, ge=1)
     lora_r: int = Field(0, ge=0)
+    lora_alpha: float = Field(16.0, gt=0)
     gradient_checkpointing: bool = False
+    bow_buckets: int = Field(1 << 16, ge=16, description="hashed feature buckets of the bow backend")
     seed: int = 0
     deterministic: bool = False
     # outputs

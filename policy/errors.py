@@ -15,3 +15,7 @@ class CheckpointError(PolicyError):
 
 class TrainingDiverged(PolicyError):
     """Too many non-finite steps in a row."""
+
+
+class SettingsError(PolicyError, ValueError):
+    """Trainer settings that cannot work together (e.g. --lr-step with --cosine)."""

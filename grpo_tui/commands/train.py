@@ -1,0 +1,293 @@
+"""`grpo train` (GRPO on group JSONL) and `grpo eval` (held-out pairwise accuracy).
+
+`grpo train` has one flag per field of `grpo_tui.config.TrainConfig` (generated from the model, so the
+defaults shown are its defaults and an unset flag lets `--preset` / `--config-file` apply), plus
+`--resume` (continue the newest intact checkpoint under the out dir; `--steps N` then means N MORE
+steps), `--json` (the run summary as one JSON object, the last stdout line) and a rich progress bar on
+stderr (off with --json or when stderr is not a terminal). The out dir defaults to the home folder
+(metrics.jsonl, checkpoints/, manifest.json there, DESIGN section 3). SIGTERM or Ctrl-C stops after
+the current step with a checkpoint (exit code 130). The trainer itself is `policy.trainer.train`.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import types
+import typing
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+
+from grpo_tui import guard
+from grpo_tui.config import PRESETS, TrainConfig, load_config
+from grpo_tui.context import Ctx, pass_ctx
+from grpo_tui.errors import UsageError
+
+if typing.TYPE_CHECKING:
+    from policy.settings import TrainSettings
+
+HELP: dict[str, str] = {
+    "dataset": "Group JSONL to train on (one prompt + candidates with rewards per line).",
+    "val_dataset": "Held-out group JSONL; its pairwise accuracy is logged every --val-interval steps.",
+    "val_interval": "Steps between validation runs (0 = only with --val-dataset at the end).",
+    "out": "Run folder for metrics.jsonl, checkpoints/ and manifest.json [default: the home folder].",
+    "model": "Policy: 'bow', 'tiny' (a small random LM built under the out dir) or an HF checkpoint dir.",
+    "device": "auto, cpu, cuda or cuda:N.",
+    "steps": "Training steps (with --resume: this many more).",
+    "groups_per_step": "Groups (one forward each) per micro-batch.",
+    "grad_accum": "Micro-batches per optimizer step.",
+    "max_prompt_chars": "Longer prompts are bad lines (or cut, with --truncate-prompts).",
+    "truncate_prompts": "Cut prompts longer than --max-prompt-chars instead of rejecting the line.",
+    "max_completion_tokens": "Completion tokens kept per candidate (hf backends).",
+    "skip_bad_lines": "Skip and count invalid dataset lines instead of failing on the first.",
+    "blocklist": "File of substrings, one per line; a candidate containing one gets the minimum reward.",
+    "reward_weights": "Mix named reward axes: 'name=w,name=w' (uses each candidate's 'rewards').",
+    "adv_baseline": "Advantage baseline: group mean, median, or leave-one-out.",
+    "scale_rewards": "Divide advantages by the group's std, the batch's, or not at all.",
+    "adv_clip": "Clamp advantages to [-x, x].",
+    "reward_clip": "Clamp rewards to [-x, x] before advantages.",
+    "loss_type": "GRPO loss normalisation (kernels.LOSS_TYPES).",
+    "eps_low": "Lower clip of the importance ratio (1 - eps_low).",
+    "eps_high": "Upper clip of the importance ratio (1 + eps_high).",
+    "delta": "Upper clamp of the unclipped ratio (two-sided clipping), > 1.",
+    "ratio_level": "Importance ratio per token or per sequence (GSPO).",
+    "temperature": "Softmax temperature of the policy's log-probs.",
+    "beta": "KL coefficient to the reference policy.",
+    "kl_warmup": "Anneal the KL coefficient from 0 over this many steps.",
+    "kl_target": "KL coefficient reached after --kl-warmup (replaces --beta).",
+    "kl_adaptive": "Adapt the KL coefficient towards --kl-adaptive-target measured KL.",
+    "kl_adaptive_target": "Measured KL the adaptive controller steers towards.",
+    "kl_horizon": "Adaptive KL controller horizon, steps.",
+    "num_iterations": "Optimizer updates per batch (old log-probs captured before the first).",
+    "lr": "AdamW learning rate.",
+    "weight_decay": "AdamW weight decay.",
+    "lr_step": "StepLR: multiply the LR by --lr-gamma every N steps.",
+    "lr_gamma": "StepLR factor.",
+    "warmup_steps": "Linear LR warmup steps.",
+    "cosine": "Cosine LR decay to 0 after warmup (not with --lr-step).",
+    "max_grad_norm": "Clip the gradient norm to this.",
+    "max_nan_skips": "Stop after this many non-finite steps in a row.",
+    "lora_r": "LoRA rank for hf models (0 = full fine-tuning; needs the 'lora' extra).",
+    "lora_alpha": "LoRA alpha.",
+    "gradient_checkpointing": "Recompute activations in backward (hf models).",
+    "bow_buckets": "Hashed feature buckets of the bow backend.",
+    "seed": "Seed of the data order and initialisation.",
+    "deterministic": "Deterministic torch algorithms (bit-exact resume).",
+    "log_every": "Steps between metrics records.",
+    "save_every": "Steps between checkpoints (one is always written at the end).",
+    "keep_checkpoints": "Checkpoints kept (newest).",
+}
+
+
+def _unwrap(annotation: Any) -> Any:
+    """`X | None` -> X."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return args[0] if len(args) == 1 else annotation
+    return annotation
+
+
+def parse_weights(text: str) -> dict[str, float]:
+    """'a=1,b=0.5' -> {'a': 1.0, 'b': 0.5}."""
+    out: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise click.BadParameter(f"{part!r} is not name=weight (e.g. 'correct=1,style=0.2')", param_hint="--reward-weights")
+    return out
+
+
+def config_options(names: list[str] | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """click options for TrainConfig fields (all of them, or `names`), each defaulting to unset."""
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        for name in reversed(names or list(TrainConfig.model_fields)):
+            field = TrainConfig.model_fields[name]
+            kind = _unwrap(field.annotation)
+            flag = "--" + name.replace("_", "-")
+            default = field.default_factory() if field.default_factory else field.default
+            shown = "" if default in (None, {}) else f" [default: {default}]"
+            extra: dict[str, Any] = {"default": None, "help": HELP.get(name, "") + shown}
+            if kind is bool:
+                func = click.option(f"{flag}/--no-{flag[2:]}", name, **extra)(func)
+                continue
+            if typing.get_origin(kind) is typing.Literal:
+                extra["type"] = click.Choice(typing.get_args(kind))
+            elif kind is Path:
+                extra["type"] = click.Path(path_type=Path)
+            elif kind in (int, float, str):
+                extra["type"] = kind
+            else:  # reward_weights: dict[str, float]
+                extra["type"], extra["metavar"] = str, "NAME=W,..."
+            func = click.option(flag, name, **extra)(func)
+        return func
+
+    return decorate
+
+
+def settings_from_config(cfg: TrainConfig, *, home: Path, resume: bool = False) -> TrainSettings:
+    """The trainer's settings from a validated TrainConfig (out defaults to the home folder)."""
+    from policy.settings import TrainSettings
+
+    if cfg.dataset is None:
+        raise UsageError("no dataset: pass --dataset FILE (or set dataset in --config-file)")
+    values = {f.name: getattr(cfg, f.name) for f in fields(TrainSettings) if f.name in TrainConfig.model_fields}
+    values.update(out=cfg.out or home, resume=resume)
+    return TrainSettings(**values)
+
+
+@contextmanager
+def graceful_stop() -> Iterator[Callable[[], bool]]:
+    """SIGTERM / first Ctrl-C ask the trainer to stop after the current step; a second Ctrl-C interrupts."""
+    asked: list[int] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        if signum == signal.SIGINT and asked:
+            raise KeyboardInterrupt
+        asked.append(signum)
+        click.echo("stopping after this step (checkpointing)...", err=True)
+
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield lambda: False
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield lambda: bool(asked)
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+class ProgressBar:
+    """A rich progress bar on stderr: step, loss, reward, KL, tokens/s."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(
+            TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+            TimeRemainingColumn(), console=Console(stderr=True), transient=False,
+        )  # fmt: skip
+        self.task: Any = None
+
+    def start(self, info: dict[str, Any]) -> None:
+        self.progress.start()
+        total = info["target_step"] - info["start_step"]
+        self.offset = info["start_step"]
+        self.task = self.progress.add_task("train", total=total, info="")
+
+    def step(self, rec: dict[str, Any]) -> None:
+        def f(key: str, fmt: str) -> str:
+            value = rec.get(key)
+            return "-" if value is None else format(value, fmt)
+
+        info = f"loss {f('loss', '.4g')}  reward {f('reward_mean', '.3f')}  kl {f('kl', '.4f')}  {f('tokens_per_s', '.0f')} tok/s"
+        self.progress.update(self.task, completed=rec["step"] - self.offset, info=info)
+
+    def stop(self) -> None:
+        self.progress.stop()
+
+
+@click.command("train")
+@config_options()
+@click.option("--config-file", type=click.Path(path_type=Path, dir_okay=False), help="YAML of TrainConfig keys, over the preset.")
+@click.option("--preset", type=click.Choice(PRESETS), help="Named set of loss/optimiser settings under --config-file.")
+@click.option("--resume", is_flag=True, help="Continue the newest intact checkpoint under the out dir; --steps N = N more steps.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run summary as one JSON object (the last line).")
+@pass_ctx
+def train_cmd(ctx: Ctx, config_file: Path | None, preset: str | None, resume: bool, as_json: bool, **flags: Any) -> int:
+    """Train a policy with GRPO on group JSONL; metrics, checkpoints and a manifest go to the out dir."""
+    from policy.errors import SettingsError
+    from policy.metrics import clean
+    from policy.settings import Hooks
+    from policy.trainer import train
+
+    if flags.get("reward_weights") is not None:
+        flags["reward_weights"] = parse_weights(flags["reward_weights"])
+    cfg = load_config(TrainConfig, config_file=config_file, flags=flags, preset_name=preset)
+    settings = settings_from_config(cfg, home=ctx.home, resume=resume)
+    bar = ProgressBar() if not as_json and sys.stderr.isatty() else None
+    try:
+        with graceful_stop() as should_stop:
+            hooks = Hooks(should_stop=should_stop, on_start=bar.start if bar else None, on_step=bar.step if bar else None,
+                          before_train=lambda: guard.require(ctx.home))
+            try:
+                summary = train(settings, hooks)
+            finally:
+                if bar:
+                    bar.stop()
+    except SettingsError as exc:
+        raise UsageError(str(exc)) from exc
+    if as_json:
+        click.echo(orjson.dumps(clean(summary)).decode())
+    else:
+        loss = "-" if summary["loss"] is None else f"{summary['loss']:.4g}"
+        click.echo(f"{summary['status']}: steps {summary['start_step']} -> {summary['step']}, loss {loss}, nan skips {summary['nan_skips']}")
+        if summary["val_pairwise_acc"] is not None:
+            click.echo(f"held-out pairwise accuracy {summary['val_pairwise_acc']:.3f}")
+        click.echo(f"checkpoint {summary['checkpoint']}\nmetrics {summary['metrics']}")
+    return 130 if summary["status"] == "stopped" else 0
+
+
+DATA_FLAGS = ["max_prompt_chars", "truncate_prompts", "max_completion_tokens", "skip_bad_lines", "blocklist", "reward_weights", "device"]
+
+
+@click.command("eval")
+@click.option("--dataset", type=click.Path(path_type=Path, dir_okay=False), required=True, help="Held-out group JSONL.")
+@click.option("--model", default=None, help="bow, tiny or an HF checkpoint dir (not needed with --checkpoint).")
+@click.option("--checkpoint", type=click.Path(path_type=Path, file_okay=False), help="A step_NNNNNN dir, or a run dir (its newest intact checkpoint).")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), help="Run dir whose models/tiny `--model tiny` uses [default: the home folder].")
+@config_options(DATA_FLAGS)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
+@pass_ctx
+def eval_cmd(ctx: Ctx, dataset: Path, model: str | None, checkpoint: Path | None, out: Path | None, as_json: bool, **flags: Any) -> None:
+    """Pairwise accuracy of a policy on held-out groups: how often it ranks the better candidate higher."""
+    from policy import checkpoint as ckpt
+    from policy.backends import load_policy, policy_for_checkpoint
+    from policy.data import load_dataset
+    from policy.errors import DatasetError
+    from policy.evaluate import pairwise_accuracy
+    from policy.metrics import clean
+
+    if flags.get("reward_weights") is not None:
+        flags["reward_weights"] = parse_weights(flags["reward_weights"])
+    cfg = load_config(TrainConfig, flags=flags)
+    if checkpoint is None and model is None:
+        raise UsageError("pass --model (bow, tiny or an HF dir) or --checkpoint DIR")
+    data = load_dataset(
+        dataset, skip_bad_lines=cfg.skip_bad_lines, max_prompt_chars=cfg.max_prompt_chars,
+        truncate_prompts=cfg.truncate_prompts, blocklist=cfg.blocklist, reward_weights=cfg.reward_weights,
+    )  # fmt: skip
+    step = path = None
+    if checkpoint is not None:
+        path, meta = ckpt.resolve(checkpoint)
+        policy = policy_for_checkpoint(meta, device=cfg.device, max_completion_tokens=cfg.max_completion_tokens)
+        policy.load_weights(path)
+        step = meta.get("step")
+    else:
+        assert model is not None
+        policy = load_policy(model, out=out or ctx.home, device=cfg.device, max_completion_tokens=cfg.max_completion_tokens)
+    acc, pairs = pairwise_accuracy(policy, data.groups)
+    if acc is None:
+        raise DatasetError(f"{dataset}: no candidate pairs with different rewards; nothing to rank")
+    result = {
+        "pairwise_acc": acc, "pairs": pairs, "groups": len(data), "bad_lines": data.bad_lines,
+        "dataset": str(dataset), "dataset_fingerprint": data.fingerprint, "model": policy.describe(),
+        "checkpoint": str(path) if path else None, "step": step,
+    }  # fmt: skip
+    if as_json:
+        click.echo(orjson.dumps(clean(result)).decode())
+    else:
+        click.echo(f"pairwise accuracy {acc:.4f} over {pairs} pairs in {len(data)} groups")

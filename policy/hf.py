@@ -1,0 +1,208 @@
+"""`hf`: a transformers causal LM as the policy, trained through the fused-linear GRPO loss.
+
+Loads AutoModelForCausalLM + AutoTokenizer from a local directory (or a hub id, through the HF cache).
+A tokenizer without a pad token pads with its eos token (or gets a new <pad> token and resized
+embeddings when it has neither). Trained weights stay fp32 (on CUDA the forward runs under bf16
+autocast); a frozen LoRA base is loaded in bf16 on CUDA.
+Gradient checkpointing on request. With `lora_r > 0` LoRA adapters are added through peft (the `lora`
+extra) and only they train; the reference is then the base with adapters disabled.
+
+A group encodes to input_ids (G, P + T): the prompt's P tokens (the tokenizer's special tokens
+included), then each candidate's completion (at most `max_completion_tokens`, ending with eos),
+right-padded. Per-token log-probs of the completion come from `kernels.fused_linear_grpo_loss` on the
+decoder's last hidden states (G, T, H) at positions P-1 .. P+T-2 and the LM head weight (V, H):
+full (G, T, V) logits are never built.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from kernels import GRPOStats, fused_linear_grpo_loss
+from policy.backends import Encoded, LossOptions
+from policy.errors import CheckpointError, PolicyError
+
+log = logging.getLogger("policy")
+ADAPTER_DIR = "adapter"
+
+
+class HFPolicy:
+    kind = "hf"
+
+    def __init__(
+        self, net: Any, tokenizer: Any, *, device: torch.device, base: str = "", lora_r: int = 0,
+        lora_alpha: float = 16.0, max_completion_tokens: int = 512,
+    ) -> None:  # fmt: skip
+        """Wrap a loaded causal LM (already LoRA-wrapped when lora_r > 0) and its tokenizer."""
+        self.net, self.tokenizer, self.device, self.base = net.to(device), tokenizer, device, base
+        self.lora_r, self.lora_alpha, self.max_tokens = int(lora_r), float(lora_alpha), int(max_completion_tokens)
+        self.net.train()
+
+    @classmethod
+    def load(
+        cls, model: str, *, device: torch.device, lora_r: int = 0, lora_alpha: float = 16.0,
+        gradient_checkpointing: bool = False, max_completion_tokens: int = 512,
+    ) -> HFPolicy:  # fmt: skip
+        """Load model + tokenizer from a local dir (or hub id), fix the pad token, add LoRA when asked."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        local = Path(model).expanduser()
+        base = str(local.resolve()) if local.exists() else str(model)  # a local dir, or a hub id
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(base)
+            frozen_bf16 = device.type == "cuda" and lora_r > 0  # a frozen LoRA base needs no fp32 master copy
+            net = AutoModelForCausalLM.from_pretrained(base, dtype=torch.bfloat16 if frozen_bf16 else torch.float32)
+        except (OSError, ValueError) as exc:
+            raise PolicyError(f"cannot load model {base!r} ({exc}); pass a local HF checkpoint dir, 'tiny' or 'bow'") from exc
+        if tokenizer.pad_token_id is None:
+            if tokenizer.eos_token_id is not None:
+                tokenizer.pad_token = tokenizer.eos_token
+            else:
+                tokenizer.add_special_tokens({"pad_token": "<pad>"})
+                net.resize_token_embeddings(len(tokenizer))
+        if gradient_checkpointing:
+            net.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if lora_r > 0:
+            net = add_lora(net, lora_r, lora_alpha)
+        return cls(net, tokenizer, device=device, base=base, lora_r=lora_r, lora_alpha=lora_alpha, max_completion_tokens=max_completion_tokens)
+
+    # -- model pieces -----------------------------------------------------------------------------
+
+    def _causal_lm(self) -> Any:
+        return self.net.get_base_model() if self.lora_r > 0 else self.net
+
+    def _adapters_off(self) -> contextlib.AbstractContextManager[Any]:
+        return self.net.disable_adapter() if self.lora_r > 0 else contextlib.nullcontext()
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _hidden(self, enc: Encoded) -> Tensor:
+        """Last hidden states at the positions that predict the completion tokens: (G, T, H)."""
+        x = enc.inputs
+        lm = self._causal_lm()
+        with self._autocast():
+            out = lm.get_decoder()(input_ids=x["input_ids"], attention_mask=x["attention_mask"], use_cache=False)
+        p, t = x["prompt_len"], enc.ids.shape[1]
+        return out.last_hidden_state[:, p - 1 : p - 1 + t]  # (G, T, H)
+
+    def _head(self, dtype: torch.dtype) -> tuple[Tensor, Tensor | None]:
+        head = self._causal_lm().get_output_embeddings()
+        weight = head.weight if head.weight.dtype == dtype else head.weight.to(dtype)  # (V, H)
+        bias = getattr(head, "bias", None)
+        return weight, None if bias is None else bias.to(dtype)
+
+    # -- the Policy interface ---------------------------------------------------------------------
+
+    def encode(self, prompt: str, texts: list[str]) -> Encoded:
+        tok = self.tokenizer
+        prompt_ids = tok(prompt, add_special_tokens=True)["input_ids"]
+        eos = [] if tok.eos_token_id is None else [tok.eos_token_id]
+        comps = []
+        for text in texts:
+            ids = tok(text, add_special_tokens=False)["input_ids"][: self.max_tokens - len(eos)] + eos
+            comps.append(ids or [tok.pad_token_id])
+        g, p, t = len(texts), len(prompt_ids), max(len(c) for c in comps)
+        input_ids = torch.full((g, p + t), tok.pad_token_id, dtype=torch.int64)  # (G, P + T)
+        attention = torch.zeros(g, p + t, dtype=torch.int64)  # (G, P + T)
+        mask = torch.zeros(g, t)  # (G, T)
+        input_ids[:, :p] = torch.tensor(prompt_ids)
+        attention[:, :p] = 1
+        for i, c in enumerate(comps):
+            input_ids[i, p : p + len(c)] = torch.tensor(c)
+            attention[i, p : p + len(c)] = 1
+            mask[i, : len(c)] = 1.0
+        inputs = {"input_ids": input_ids.to(self.device), "attention_mask": attention.to(self.device), "prompt_len": p}
+        return Encoded(ids=input_ids[:, p:].to(self.device), mask=mask.to(self.device), inputs=inputs)
+
+    def loss(
+        self, enc: Encoded, old_logp: Tensor | None, ref_logp: Tensor | None, advantages: Tensor, *,
+        beta: float, normalizer: float, opts: LossOptions,
+    ) -> tuple[Tensor, GRPOStats]:  # fmt: skip
+        hidden = self._hidden(enc)  # (G, T, H)
+        weight, bias = self._head(hidden.dtype)
+        return fused_linear_grpo_loss(
+            hidden, weight, enc.ids, old_logp, ref_logp, advantages.to(self.device), enc.mask,
+            bias=bias, loss_type=opts.loss_type, eps_low=opts.eps_low, eps_high=opts.eps_high, delta=opts.delta,
+            beta=beta, temperature=opts.temperature, ratio_level=opts.ratio_level, normalizer=normalizer,
+        )  # fmt: skip
+
+    def logprobs(self, enc: Encoded, temperature: float = 1.0) -> Tensor:
+        g = enc.ids.shape[0]
+        with torch.no_grad():
+            hidden = self._hidden(enc)  # (G, T, H)
+            weight, bias = self._head(hidden.dtype)
+            _, stats = fused_linear_grpo_loss(
+                hidden, weight, enc.ids, None, None, torch.zeros(g, device=self.device), enc.mask,
+                bias=bias, temperature=temperature,
+            )  # fmt: skip
+        return stats.logp  # (G, T)
+
+    def reference_logprobs(self, enc: Encoded, temperature: float = 1.0) -> Tensor:
+        with self._adapters_off():
+            return self.logprobs(enc, temperature)
+
+    def scores(self, enc: Encoded) -> Tensor:
+        logp = self.logprobs(enc)  # (G, T)
+        return (logp * enc.mask).sum(-1) / enc.mask.sum(-1).clamp(min=1.0)  # (G,) mean token log-prob
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.net.parameters() if p.requires_grad]
+
+    def train(self, mode: bool = True) -> None:
+        self.net.train(mode)
+
+    def save(self, directory: Path) -> None:
+        directory = Path(directory)
+        if self.lora_r > 0:
+            self.net.save_pretrained(directory / ADAPTER_DIR)
+        else:
+            self.net.save_pretrained(directory)
+            self.tokenizer.save_pretrained(directory)
+
+    def load_weights(self, directory: Path) -> None:
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        if self.lora_r > 0:
+            from peft import set_peft_model_state_dict
+
+            path = directory / ADAPTER_DIR / "adapter_model.safetensors"
+            if not path.exists():
+                raise CheckpointError(f"{directory}: no LoRA adapter in this checkpoint; resume with the same --lora-r it was saved with")
+            result = set_peft_model_state_dict(self.net, load_file(str(path), device=str(self.device)))
+            if getattr(result, "unexpected_keys", None):
+                raise CheckpointError(f"{directory}: adapter keys do not fit this model ({result.unexpected_keys[:3]})")
+            return
+        files = sorted(directory.glob("model*.safetensors"))  # one file, or shards
+        if not files:
+            raise CheckpointError(f"{directory}: no model*.safetensors (an adapter checkpoint? pass --lora-r)")
+        state: dict[str, Tensor] = {}
+        for path in files:
+            state.update(load_file(str(path), device=str(self.device)))
+        missing, unexpected = self.net.load_state_dict(state, strict=False)
+        tied = {k for k in missing if k.endswith("lm_head.weight")} if getattr(self.net.config, "tie_word_embeddings", False) else set()
+        if unexpected or set(missing) - tied:
+            raise CheckpointError(f"{directory}: weights do not fit {self.base} (missing {sorted(set(missing) - tied)[:3]}, unexpected {unexpected[:3]})")
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "hf", "base": self.base, "lora_r": self.lora_r, "lora_alpha": self.lora_alpha}
+
+
+def add_lora(net: Any, r: int, alpha: float) -> Any:
+    """`net` wrapped by peft with LoRA adapters of rank r (only they require grad)."""
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError as exc:
+        raise PolicyError("--lora-r needs peft: `pip install 'grpo-tui[lora]'` (or `pip install peft`)") from exc
+    return get_peft_model(net, LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, task_type="CAUSAL_LM"))

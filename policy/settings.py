@@ -1,0 +1,102 @@
+"""The trainer's own settings (`TrainSettings`) and its callbacks (`Hooks`).
+
+`policy` may not import `grpo_tui`, so the trainer takes this plain dataclass; `grpo_tui.commands.train`
+builds it from the validated `grpo_tui.config.TrainConfig`, whose defaults are the CLI's single source
+(a test checks that the defaults here agree with it). Python callers (the scheduler) may build it directly.
+
+Step semantics: one step consumes `groups_per_step * grad_accum` groups with non-zero reward variance
+(one forward per group, gradients accumulated, one optimizer update per iteration); with
+`num_iterations = K` the step's batch is reused for K optimizer updates, with the old log-probs captured
+before the first. With `resume`, `steps` means that many MORE steps after the restored checkpoint's step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+
+@dataclass
+class TrainSettings:
+    dataset: Path
+    out: Path
+    model: str = "bow"  # "bow" | "tiny" | a local HF checkpoint dir (or hub id)
+    val_dataset: Path | None = None
+    val_interval: int = 0
+    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
+    steps: int = 200
+    resume: bool = False
+    groups_per_step: int = 4
+    grad_accum: int = 1
+    max_prompt_chars: int | None = None
+    truncate_prompts: bool = False
+    max_completion_tokens: int = 512
+    skip_bad_lines: bool = False
+    blocklist: Path | None = None
+    reward_weights: dict[str, float] = field(default_factory=dict)
+    # advantages
+    adv_baseline: str = "mean"  # mean | median | loo
+    scale_rewards: str = "group"  # group | batch | none
+    adv_clip: float | None = 5.0
+    reward_clip: float | None = None
+    # loss
+    loss_type: str = "grpo"
+    eps_low: float = 0.2
+    eps_high: float = 0.2
+    delta: float | None = None
+    ratio_level: str = "token"
+    temperature: float = 1.0
+    beta: float = 0.04
+    kl_warmup: int = 0
+    kl_target: float | None = None
+    kl_adaptive: bool = False
+    kl_adaptive_target: float = 0.1
+    kl_horizon: int = 100
+    num_iterations: int = 1
+    # optimisation
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    lr_step: int | None = None
+    lr_gamma: float = 0.5
+    warmup_steps: int = 0
+    cosine: bool = False
+    max_grad_norm: float = 1.0
+    max_nan_skips: int = 10
+    lora_r: int = 0
+    lora_alpha: float = 16.0
+    gradient_checkpointing: bool = False
+    bow_buckets: int = 1 << 16
+    seed: int = 0
+    deterministic: bool = False
+    # outputs
+    log_every: int = 1
+    save_every: int = 100
+    keep_checkpoints: int = 3
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (paths as strings), for meta.json and manifest.json."""
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+
+
+@dataclass
+class Hooks:
+    """Callbacks the trainer calls; all optional.
+
+    before_train(): called right before the first step, after everything is loaded (the capacity
+        guard's seam: raise to refuse).
+    on_start(info): once training starts, with {"start_step", "target_step", "groups", "model"}.
+    on_step(record): after every step with that step's metrics record (progress bars, the scheduler).
+    loss_hook(step, group_id, loss) -> loss: may replace one group's loss (fault injection in tests).
+    should_stop() -> bool: checked after every step; True saves a checkpoint and ends the run early
+        with summary status "stopped" (the CLI wires it to SIGTERM / Ctrl-C).
+    """
+
+    before_train: Callable[[], None] | None = None
+    on_start: Callable[[dict[str, Any]], None] | None = None
+    on_step: Callable[[dict[str, Any]], None] | None = None
+    loss_hook: Callable[[int, int, Tensor], Tensor] | None = None
+    should_stop: Callable[[], bool] | None = None

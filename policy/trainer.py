@@ -1,0 +1,319 @@
+"""The GRPO training loop: `train(settings, hooks) -> summary`.
+
+Per step (see policy.settings for what a step is): draw groups in the deterministic order of
+policy.sampler (zero-variance groups dropped and counted), compute group-relative advantages
+(policy.advantages), then for each of `num_iterations` updates: one forward + backward per group
+through the backend's kernels loss (normalised over the whole step, so the group losses sum to the
+step loss), clip the gradient norm, AdamW step. A step whose loss or gradient norm is not finite is
+skipped (no update), counted in `nan_skips`, and its group ids logged; `max_nan_skips` such steps in a
+row raise TrainingDiverged. Every `log_every` steps a record goes to `<out>/metrics.jsonl`, every
+`save_every` steps and at the end a checkpoint to `<out>/checkpoints/`; `<out>/manifest.json`
+describes the run.
+
+Resume (`settings.resume`): the newest intact checkpoint restores weights, optimizer, KL controller,
+RNG states, data position (kept when the dataset fingerprint matches, else restarted at 0) and step;
+metrics.jsonl is cut back to that step; then `steps` MORE steps run. Reference log-probs come from the
+base weights, computed before any checkpoint is restored (policy.reference).
+
+Test hook: with env GRPO_TEST_KILL_AFTER_SAVE=N the process SIGKILLs itself right after writing the
+step-N checkpoint (the exact-resume test uses it to die at a known point).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from policy import checkpoint as ckpt
+from policy.advantages import group_advantages, has_variance
+from policy.backends import Encoded, LossOptions, Policy, load_policy
+from policy.data import Dataset, Group, load_dataset
+from policy.errors import PolicyError, SettingsError, TrainingDiverged
+from policy.evaluate import pairwise_accuracy
+from policy.manifest import build_manifest, write_manifest
+from policy.metrics import MetricsWriter, truncate_after
+from policy.reference import ReferenceCache
+from policy.reproducibility import deterministic_mode, rng_state, set_rng_state
+from policy.sampler import Sampler
+from policy.schedules import KLController, lr_factor
+from policy.settings import Hooks, TrainSettings
+
+log = logging.getLogger("policy")
+KILL_ENV = "GRPO_TEST_KILL_AFTER_SAVE"
+
+
+def check_settings(s: TrainSettings) -> None:
+    """SettingsError for combinations the trainer cannot honour."""
+    if s.lr_step is not None and s.cosine:
+        raise SettingsError("--lr-step and --cosine are two LR schedules; choose one")
+    if s.kl_adaptive and s.beta == 0 and not s.kl_target:
+        raise SettingsError("--kl-adaptive needs a KL coefficient to adapt: set --beta or --kl-target above 0")
+    if s.steps < 1 or s.groups_per_step < 1 or s.grad_accum < 1 or s.num_iterations < 1:
+        raise SettingsError("steps, groups_per_step, grad_accum and num_iterations must be >= 1")
+
+
+def _masked_mean(parts: list[tuple[torch.Tensor, torch.Tensor]]) -> float | None:
+    num = sum(float((v.float() * m).sum()) for v, m in parts)
+    den = sum(float(m.sum()) for _, m in parts)
+    return num / den if den else None
+
+
+class Trainer:
+    def __init__(self, settings: TrainSettings, hooks: Hooks | None = None) -> None:
+        check_settings(settings)
+        self.s, self.hooks = settings, hooks or Hooks()
+        self.out = Path(settings.out)
+        self.ckpt_root = self.out / "checkpoints"
+        self.metrics = MetricsWriter(self.out / "metrics.jsonl")
+        self.opts = LossOptions(settings.loss_type, settings.eps_low, settings.eps_high, settings.delta, settings.ratio_level, settings.temperature)
+        self.kl = KLController(settings.beta, settings.kl_warmup, settings.kl_target, settings.kl_adaptive, settings.kl_adaptive_target, settings.kl_horizon)
+        self.step = self.nan_skips = self.consecutive = self.filtered_total = 0
+        self.last_val: float | None = None
+        self._enc: dict[tuple[str, int], Encoded] = {}
+
+    # -- setup --------------------------------------------------------------------------------------
+
+    def _load_data(self, path: Path) -> Dataset:
+        s = self.s
+        return load_dataset(
+            path, skip_bad_lines=s.skip_bad_lines, max_prompt_chars=s.max_prompt_chars,
+            truncate_prompts=s.truncate_prompts, blocklist=s.blocklist, reward_weights=s.reward_weights,
+        )  # fmt: skip
+
+    def encode(self, g: Group, split: str = "train") -> Encoded:
+        key = (split, g.gid)
+        if key not in self._enc:
+            self._enc[key] = self.policy.encode(g.prompt, [c.text for c in g.candidates])
+        return self._enc[key]
+
+    def _setup(self) -> None:
+        s = self.s
+        random.seed(s.seed)
+        torch.manual_seed(s.seed)
+        if not s.resume:
+            self._check_fresh()
+        self.data = self._load_data(s.dataset)
+        self.val = self._load_data(s.val_dataset) if s.val_dataset else None
+        if self.data.bad_lines:
+            log.warning("%s: skipped %d bad lines", s.dataset, self.data.bad_lines)
+        self.policy: Policy = load_policy(
+            s.model, out=self.out, device=s.device, lora_r=s.lora_r, lora_alpha=s.lora_alpha,
+            gradient_checkpointing=s.gradient_checkpointing, max_completion_tokens=s.max_completion_tokens,
+            bow_buckets=s.bow_buckets, seed=s.seed,
+        )  # fmt: skip
+        eligible = [has_variance(g.rewards, s.reward_clip) for g in self.data.groups]
+        self.refs = ReferenceCache()
+        if s.beta > 0 or (s.kl_target or 0) > 0:  # reference = the weights as loaded, before any resume
+            self.refs.fill(self.policy, self.encode, [g for g, ok in zip(self.data.groups, eligible) if ok], s.temperature)
+        self.params = self.policy.trainable_parameters()
+        self.optimizer = torch.optim.AdamW(self.params, lr=s.lr, weight_decay=s.weight_decay)
+        position = self._resume() if s.resume else 0
+        try:
+            self.sampler = Sampler(len(self.data), s.seed, eligible, position)
+        except ValueError as exc:
+            raise PolicyError(f"{s.dataset}: {exc}") from exc
+        self.start_step, self.target_step = self.step, self.step + s.steps
+
+    def _check_fresh(self) -> None:
+        if ckpt.list_checkpoints(self.ckpt_root) or (self.metrics.path.exists() and self.metrics.path.stat().st_size):
+            raise SettingsError(f"{self.out} already holds a training run; pass --resume to continue it, or --out DIR for a new one")
+
+    def _resume(self) -> int:
+        found = ckpt.latest_valid(self.ckpt_root)
+        if found is None:
+            log.info("no checkpoint under %s: starting at step 0", self.ckpt_root)
+            if self.metrics.path.exists():
+                truncate_after(self.metrics.path, 0)
+            return 0
+        path, meta = found
+        self.policy.load_weights(path)
+        state = ckpt.load_state(path)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.kl.load_state_dict(state["kl_controller"])
+        set_rng_state(state["rng"])
+        self.step, self.nan_skips = int(state["step"]), int(state["nan_skips"])
+        dropped = truncate_after(self.metrics.path, self.step)
+        log.info("resumed from %s (step %d%s)", path, self.step, f"; dropped {dropped} later metrics lines" if dropped else "")
+        if state["data"]["fingerprint"] != self.data.fingerprint:
+            log.info("dataset changed since %s: data order restarts at position 0", path.name)
+            return 0
+        return int(state["data"]["position"])
+
+    # -- one step -----------------------------------------------------------------------------------
+
+    def _normalizer(self, encs: list[Encoded]) -> float:
+        if self.s.loss_type == "grpo":
+            return float(sum(e.ids.shape[0] for e in encs))
+        if self.s.loss_type == "dr_grpo":
+            return float(sum(e.ids.shape[0] for e in encs) * self.policy.max_tokens)
+        return float(max(1, sum(e.tokens for e in encs)))
+
+    def _train_step(self, groups: list[Group]) -> dict[str, Any]:
+        s, k = self.s, self.step  # k: 0-based index of this update
+        lr = s.lr * lr_factor(k, warmup_steps=s.warmup_steps, lr_step=s.lr_step, lr_gamma=s.lr_gamma, cosine=s.cosine, total_steps=self.target_step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        coef = self.kl.coef(k)
+        advs = group_advantages([g.rewards for g in groups], baseline=s.adv_baseline, scale_rewards=s.scale_rewards, adv_clip=s.adv_clip, reward_clip=s.reward_clip)
+        encs = [self.encode(g) for g in groups]
+        refs = [self.refs.get(g.gid, self.policy.device) if g.gid in self.refs else None for g in groups]
+        norm = self._normalizer(encs)
+        old: list[torch.Tensor | None] = [None] * len(groups)
+        bad: list[Group] = []
+        grad_norm = loss_total = None
+        for it in range(s.num_iterations):
+            self.optimizer.zero_grad(set_to_none=True)
+            loss_total, stats = 0.0, []
+            for i, (g, enc) in enumerate(zip(groups, encs)):
+                loss, st = self.policy.loss(enc, old[i], refs[i], advs[i], beta=coef, normalizer=norm, opts=self.opts)
+                if self.hooks.loss_hook is not None:
+                    loss = self.hooks.loss_hook(self.step + 1, g.gid, loss)
+                if not torch.isfinite(loss):
+                    bad.append(g)
+                    continue
+                loss.backward()
+                loss_total += float(loss.detach())
+                stats.append((st, enc.mask))
+                if it == 0 and s.num_iterations > 1:
+                    old[i] = st.logp
+            if not bad:
+                grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, s.max_grad_norm))
+                if not math.isfinite(grad_norm):
+                    bad = list(groups)
+            if bad:
+                self.optimizer.zero_grad(set_to_none=True)
+                break
+            self.optimizer.step()
+        adv_all = torch.cat(advs)
+        rewards = torch.tensor([r for g in groups for r in g.rewards], dtype=torch.float64)
+        rec: dict[str, Any] = {
+            "loss": None if bad else loss_total, "lr": lr, "kl_coef": coef, "grad_norm": grad_norm,
+            "adv_mean": float(adv_all.mean()), "adv_std": float(adv_all.std(correction=0)),
+            "reward_mean": float(rewards.mean()), "reward_std": float(rewards.std(correction=0)),
+            "groups": len(groups), "tokens": sum(e.tokens for e in encs) * s.num_iterations,
+        }  # fmt: skip
+        if not bad:
+            rec["kl"] = _masked_mean([(st.kl, m) for st, m in stats])
+            rec["clip_frac_low"] = _masked_mean([(st.clipped_low, m) for st, m in stats])
+            rec["clip_frac_high"] = _masked_mean([(st.clipped_high, m) for st, m in stats])
+            if all(st.entropy is not None for st, _ in stats):
+                rec["entropy"] = _masked_mean([(st.entropy, m) for st, m in stats])
+        for name in sorted({a for g in groups for c in g.candidates for a in c.rewards}):
+            vals = [c.rewards[name] for g in groups for c in g.candidates if name in c.rewards]
+            rec[f"axis_{name}_mean"] = sum(vals) / len(vals)
+        rec["bad_groups"] = [g.gid for g in bad]
+        return rec
+
+    # -- the loop -----------------------------------------------------------------------------------
+
+    def _meta(self, rec: dict[str, Any] | None) -> dict[str, Any]:
+        return {
+            "config": self.s.to_json(), "dataset_fingerprint": self.data.fingerprint,
+            "metrics": rec, "policy": self.policy.describe(), "created": time.time(),
+        }  # fmt: skip
+
+    def _save(self, rec: dict[str, Any] | None) -> Path:
+        state = {
+            "step": self.step, "optimizer": self.optimizer.state_dict(), "kl_controller": self.kl.state_dict(),
+            "rng": rng_state(), "data": {"position": self.sampler.position, "fingerprint": self.data.fingerprint},
+            "nan_skips": self.nan_skips, "target_step": self.target_step,
+        }  # fmt: skip
+        path = ckpt.save_checkpoint(self.ckpt_root, self.step, save_weights=self.policy.save, state=state, meta=self._meta(rec), keep=self.s.keep_checkpoints)
+        if os.environ.get(KILL_ENV) == str(self.step):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return path
+
+    def _validate(self) -> float | None:
+        assert self.val is not None
+        acc, _ = pairwise_accuracy(self.policy, self.val.groups, lambda g: self.encode(g, "val"))
+        return acc
+
+    def _start(self) -> None:
+        """Guard seam, manifest, on_start: right before the first step."""
+        if self.hooks.before_train is not None:
+            self.hooks.before_train()
+        fingerprints = {"train": self.data.fingerprint} | ({"val": self.val.fingerprint} if self.val else {})
+        extra = {"policy": self.policy.describe(), "start_step": self.start_step, "kernels_backend": _backend()}
+        write_manifest(self.out / "manifest.json", build_manifest(self.s.to_json(), fingerprints, extra))
+        if self.hooks.on_start is not None:
+            self.hooks.on_start({"start_step": self.start_step, "target_step": self.target_step, "groups": len(self.data), "model": self.policy.describe()})
+
+    def _step(self) -> tuple[dict[str, Any] | None, bool]:
+        """One step, logged and guarded: (the record written or None, whether a stop was asked)."""
+        s, t0 = self.s, time.perf_counter()
+        idxs, dropped = self.sampler.next_batch(s.groups_per_step * s.grad_accum)
+        values = self._train_step([self.data.groups[i] for i in idxs])
+        self.step += 1
+        self.filtered_total += dropped
+        bad = values.pop("bad_groups")
+        where = ", ".join(f"{gid} ({s.dataset}:{self.data.groups[gid].line})" for gid in bad)
+        if bad:
+            self.nan_skips += 1
+            self.consecutive += 1
+            log.warning("step %d: non-finite loss or gradient; step skipped (groups %s)", self.step, where)
+        else:
+            self.consecutive = 0
+            self.kl.update(values.get("kl"))
+        values.update(step=self.step, timestamp=time.time(), groups_filtered=dropped, nan_skips=self.nan_skips)
+        values["tokens_per_s"] = values["tokens"] / max(time.perf_counter() - t0, 1e-9)
+        last = self.step == self.target_step
+        if self.val is not None and ((s.val_interval and self.step % s.val_interval == 0) or last):
+            values["val_pairwise_acc"] = self.last_val = self._validate()
+        stop = self.hooks.should_stop is not None and self.hooks.should_stop()
+        rec = self.metrics.write(values) if self.step % s.log_every == 0 or last or bad or stop else None
+        if self.hooks.on_step is not None:
+            self.hooks.on_step(values)
+        if self.consecutive >= s.max_nan_skips:
+            raise TrainingDiverged(
+                f"{self.consecutive} non-finite steps in a row (last at step {self.step}, groups {where}); "
+                "lower --lr, check those dataset lines, or raise --max-nan-skips"
+            )
+        return rec, stop
+
+    def run(self) -> dict[str, Any]:
+        began = time.time()
+        rec: dict[str, Any] | None = None
+        path: Path | None = None
+        with deterministic_mode(self.s.deterministic):
+            self._setup()
+            self._start()
+            while self.step < self.target_step:
+                written, stop = self._step()
+                rec = written or rec
+                if self.step % self.s.save_every == 0 or self.step == self.target_step or stop:
+                    path = self._save(rec)
+                if stop:
+                    log.info("stop requested: saved step %d and stopped", self.step)
+                    break
+        return self._summary(rec or {}, path, time.time() - began)
+
+    def _summary(self, final: dict[str, Any], path: Path | None, elapsed: float) -> dict[str, Any]:
+        return {
+            "status": "stopped" if self.step < self.target_step else "ok", "out": str(self.out),
+            "start_step": self.start_step, "step": self.step, "steps_run": self.step - self.start_step,
+            "loss": final.get("loss"), "reward_mean": final.get("reward_mean"), "kl": final.get("kl"),
+            "nan_skips": self.nan_skips, "groups_filtered": self.filtered_total, "bad_lines": self.data.bad_lines,
+            "blocked_candidates": self.data.blocked, "truncated_prompts": self.data.truncated_prompts,
+            "val_pairwise_acc": self.last_val, "checkpoint": str(path) if path else None,
+            "metrics": str(self.metrics.path), "manifest": str(self.out / "manifest.json"),
+            "dataset_fingerprint": self.data.fingerprint, "model": self.policy.describe(), "elapsed_s": elapsed,
+        }  # fmt: skip
+
+
+def _backend() -> str:
+    from kernels import backend
+
+    return backend()
+
+
+def train(settings: TrainSettings, hooks: Hooks | None = None) -> dict[str, Any]:
+    """Run a training job and return its summary (the scheduler's and `grpo train`'s entry point)."""
+    return Trainer(settings, hooks).run()

@@ -1,0 +1,41 @@
+"""Fixtures of the policy tests: synthetic datasets (tests/policy/synthetic.py) and one torch thread."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+
+from synthetic import write_byte_groups, write_topic_groups
+
+
+@pytest.fixture()
+def topic_data(tmp_path: Path) -> tuple[Path, Path]:
+    """(train, held-out) topic datasets."""
+    return write_topic_groups(tmp_path / "train.jsonl", 200, seed=1), write_topic_groups(tmp_path / "heldout.jsonl", 60, seed=2)
+
+
+@pytest.fixture()
+def byte_data(tmp_path: Path) -> tuple[Path, Path]:
+    """(train, held-out) byte-pattern datasets for the tiny LM."""
+    return write_byte_groups(tmp_path / "train.jsonl", 64, seed=1), write_byte_groups(tmp_path / "heldout.jsonl", 24, seed=2)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run far faster on one thread on a shared 2-core box (and the same every time)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def policy_logs_reach_caplog(monkeypatch: pytest.MonkeyPatch):
+    """An in-process `grpo` run earlier in the session points our loggers at its own stderr and stops
+    propagation (grpo_tui.cli._setup_logging); undo that so caplog sees the policy logger."""
+    logger = logging.getLogger("policy")
+    monkeypatch.setattr(logger, "propagate", True)
+    monkeypatch.setattr(logger, "handlers", [])
