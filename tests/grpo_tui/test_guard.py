@@ -58,3 +58,19 @@ def test_cli_exits_3_when_failing_and_persists_flags(grpo, home) -> None:
     assert orjson.loads((home / "guard.json").read_bytes())["min_free_gb"] == 1e9
     code, out, _ = grpo("guard", "--min-free-gb", "0", "--min-ram-gb", "0")
     assert code == 0 and "off" in out
+
+
+def test_failing_guard_refuses_grpo_train_with_exit_3(grpo, home, tmp_path) -> None:
+    dataset = tmp_path / "groups.jsonl"
+    dataset.write_bytes(b"".join(
+        orjson.dumps({"prompt": f"fix the failing test number {i}",
+                      "candidates": [{"text": "ran pytest, fixed", "reward": 1.0}, {"text": "no idea", "reward": 0.0}]}) + b"\n"
+        for i in range(4)
+    ))
+    assert grpo("guard", "--min-free-gb", "1000000000")[0] == 3
+    code, _, err = grpo("train", "--dataset", str(dataset), "--steps", "2", "--model", "bow", "--json")
+    assert code == 3 and "capacity guard refused: disk" in err
+    assert not (home / "checkpoints").exists()
+    assert grpo("guard", "--min-free-gb", "0")[0] == 0
+    code, out, _ = grpo("train", "--dataset", str(dataset), "--steps", "2", "--model", "bow", "--json")
+    assert code == 0 and orjson.loads(out.strip().splitlines()[-1])["step"] == 2

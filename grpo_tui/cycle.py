@@ -1,0 +1,241 @@
+"""One auto cycle: guard check, mine since the cursor, train each level in a child process, nudge policy.
+
+Mined groups accumulate per level in `auto/pending_<level>.jsonl` until there are at least
+`min_groups`; then they become `auto/<level>.jsonl`, the level trains on them, and only after that
+training succeeds are they cleared, so every mined group is trained on once even when a cycle
+mines only a few or a training fails.
+
+Mining and training run as child processes of the host (`python -m grpo_tui.cli ...`), so a trainer
+crash or out-of-memory kill fails that cycle with its reason recorded and the scheduler goes on.
+A stop request sends the running child SIGTERM (the trainer checkpoints and exits) and SIGKILL
+after `stop_timeout` seconds. Each cycle appends one record to `<home>/auto/cycles.jsonl`:
+
+    {"cycle", "start", "end", "outcome": "ok"|"skipped"|"failed"|"stopped", "reason",
+     "groups": {level: n}, "trained": {level: {"from_step", "to_step"}}, "mine": {...summary}}
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from grpo_tui import guard
+from grpo_tui.atomic import write_bytes_atomic
+from grpo_tui.config import AutoConfig
+from grpo_tui.cycles import append_cycle, next_cycle_number
+
+AUTO = "auto"
+
+
+class ChildFailed(Exception):
+    """A mining or training child exited badly; the message is the recorded reason."""
+
+
+class ChildStopped(Exception):
+    """A stop request ended the child."""
+
+
+def level_paths(home: Path, level: str) -> tuple[Path, Path]:
+    """(dataset file, checkpoint root) of one level under `<home>/auto/`."""
+    auto = Path(home) / AUTO
+    return auto / f"{level}.jsonl", auto / f"ckpts_{level}"
+
+
+class SubprocessCycleRunner:
+    """Runs cycles with `grpo mine` and `grpo train` as child processes of the host."""
+
+    def __init__(self, home: Path, stop_timeout: float = 30.0, python: str = sys.executable) -> None:
+        self.home, self.stop_timeout, self.python = Path(home), stop_timeout, python
+        self.current: subprocess.Popen[bytes] | None = None
+
+    def _grpo(self, *args: str) -> list[str]:
+        return [self.python, "-m", "grpo_tui.cli", "--home", str(self.home), *args]
+
+    def _run_child(self, argv: list[str], log_name: str, stop: threading.Event) -> dict[str, Any]:
+        """Run one child to completion; its stdout's last line is a JSON summary."""
+        log_dir = self.home / AUTO / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = log_dir / f"{log_name}.log"
+        with open(log_path, "wb") as err:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
+            self.current = proc
+            try:
+                out = self._wait(proc, stop)
+            finally:
+                self.current = None
+        if stop.is_set() and proc.returncode != 0:
+            raise ChildStopped(f"stopped during {log_name}")
+        if proc.returncode != 0:
+            raise ChildFailed(f"{log_name} {_exit_text(proc.returncode)}: {_last_line(log_path)}")
+        lines = out.decode(errors="replace").strip().splitlines()
+        try:
+            return orjson.loads(lines[-1]) if lines else {}
+        except orjson.JSONDecodeError as exc:
+            raise ChildFailed(f"{log_name} printed no JSON summary (see {log_path})") from exc
+
+    def _wait(self, proc: subprocess.Popen[bytes], stop: threading.Event) -> bytes:
+        chunks: list[bytes] = []
+        reader = threading.Thread(target=lambda: chunks.append(proc.stdout.read() if proc.stdout else b""), daemon=True)
+        reader.start()
+        while proc.poll() is None:
+            if stop.wait(0.1):
+                proc.send_signal(signal.SIGTERM)  # the trainer checkpoints and exits
+                try:
+                    proc.wait(self.stop_timeout)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        reader.join(5)
+        return b"".join(chunks)
+
+    def _mine(self, cfg: AutoConfig, stop: threading.Event, n: int) -> dict[str, Any]:
+        """Mine what came after the cursor into `auto/incoming/`, then add it to each level's pending groups."""
+        incoming = self.home / AUTO / "incoming"
+        args = ["mine", "--since-cursor", "--hours", str(cfg.hours), "--json"]
+        if cfg.mode == "hierarchical":
+            args += ["--hierarchical", "--out-dir", str(incoming)]
+        else:
+            args += ["--out", str(incoming / "global.jsonl")]
+        summary = self._run_child(self._grpo(*args), f"cycle_{n:05d}_mine", stop)
+        for level in _levels(cfg):
+            add_pending(self.home, level, incoming / f"{level}.jsonl")
+        return summary
+
+    def _train(self, cfg: AutoConfig, level: str, stop: threading.Event, n: int) -> dict[str, Any]:
+        dataset, out = level_paths(self.home, level)
+        args = ["train", "--dataset", str(dataset), "--out", str(out), "--model", cfg.model, "--device", cfg.device,
+                "--steps", str(cfg.steps), "--resume", "--lr", str(cfg.lr), "--beta", str(cfg.beta),
+                "--kl-warmup", str(cfg.kl_warmup), "--json"]
+        if cfg.lr_step:
+            args += ["--lr-step", str(cfg.lr_step), "--lr-gamma", str(cfg.lr_gamma)]
+        if cfg.kl_target is not None:
+            args += ["--kl-target", str(cfg.kl_target)]
+        return self._run_child(self._grpo(*args), f"cycle_{n:05d}_train_{level}", stop)
+
+    def _apply_policy(self, cfg: AutoConfig, stop: threading.Event, n: int) -> dict[str, Any]:
+        workspace = cfg.workspace or Path.cwd()
+        args = ["apply-policy", "--hours", str(cfg.hours), "--top-k", str(cfg.top_k), "--bottom-k", str(cfg.bottom_k),
+                "--workspace", str(workspace), "--json"]
+        return self._run_child(self._grpo(*args), f"cycle_{n:05d}_policy", stop)
+
+    def run(self, cfg: AutoConfig, stop: threading.Event, job: str = "cycle") -> dict[str, Any]:
+        """Run a whole cycle, or one part of it (`mine`, `train` on the latest datasets); record it."""
+        n = next_cycle_number(self.home)
+        record: dict[str, Any] = {"cycle": n, "job": job, "start": time.time(), "groups": {}, "trained": {}}
+        steps = {"cycle": self._cycle, "mine": self._mine_only, "train": self._train_latest}[job]
+        try:
+            outcome, reason = steps(cfg, stop, n, record)
+        except ChildStopped as exc:
+            outcome, reason = "stopped", str(exc)
+        except ChildFailed as exc:
+            outcome, reason = "failed", str(exc)
+        record.update(outcome=outcome, reason=reason, end=time.time())
+        append_cycle(self.home, record)
+        return record
+
+    def _mine_into(self, cfg: AutoConfig, stop: threading.Event, n: int, record: dict[str, Any]) -> list[str]:
+        summary = self._mine(cfg, stop, n)
+        record["mine"] = summary
+        levels = _levels(cfg)
+        record["groups"] = {lvl: int(summary.get("groups", {}).get(lvl, 0)) for lvl in levels}
+        record["pending"] = {lvl: count_lines(pending_path(self.home, lvl)) for lvl in levels}
+        return levels
+
+    def _mine_only(self, cfg: AutoConfig, stop: threading.Event, n: int, record: dict[str, Any]) -> tuple[str, str]:
+        self._mine_into(cfg, stop, n, record)
+        return "ok", "mined " + ", ".join(f"{lvl} {k}" for lvl, k in record["groups"].items())
+
+    def _train_latest(self, cfg: AutoConfig, stop: threading.Event, n: int, record: dict[str, Any]) -> tuple[str, str]:
+        ready = [lvl for lvl in _levels(cfg) if _has_groups(level_paths(self.home, lvl)[0])]
+        if not ready:
+            return "skipped", "no mined dataset yet; mine first"
+        return self._train_levels(cfg, stop, n, record, ready)
+
+    def _cycle(self, cfg: AutoConfig, stop: threading.Event, n: int, record: dict[str, Any]) -> tuple[str, str]:
+        report = guard.check(self.home, guard.load_thresholds(self.home))
+        record["guard"] = report.to_dict()
+        if not report.ok:
+            return "skipped", f"guard: {report.reason}"
+        levels = self._mine_into(cfg, stop, n, record)
+        ready = [lvl for lvl in levels if record["pending"][lvl] >= cfg.min_groups]
+        if not ready:
+            counts = ", ".join(f"{lvl} {record['pending'][lvl]}" for lvl in levels)
+            return "skipped", f"too few new groups ({counts} < {cfg.min_groups})"
+        for level in ready:
+            promote_pending(self.home, level)
+        outcome, reason = self._train_levels(cfg, stop, n, record, ready)
+        if outcome == "ok" and cfg.apply_policy:
+            record["policy"] = self._apply_policy(cfg, stop, n)
+        skipped = [lvl for lvl in levels if lvl not in ready]
+        return outcome, reason + (f"; too few groups for {', '.join(skipped)}" if skipped else "")
+
+    def _train_levels(self, cfg: AutoConfig, stop: threading.Event, n: int, record: dict[str, Any],
+                      ready: list[str]) -> tuple[str, str]:
+        for level in ready:
+            if stop.is_set():
+                return "stopped", "stop requested"
+            report = guard.check(self.home, guard.load_thresholds(self.home))  # right before each training start
+            if not report.ok:
+                return "skipped", f"guard before training {level}: {report.reason}"
+            result = self._train(cfg, level, stop, n)
+            if record.get("job") == "cycle":
+                clear_pending(self.home, level)  # trained on: those groups are consumed exactly once
+            record["trained"][level] = {"from_step": result.get("start_step"), "to_step": result.get("step"),
+                                        "loss": result.get("loss"), "checkpoint": result.get("checkpoint")}
+        return "ok", f"trained {', '.join(ready)}"
+
+
+def pending_path(home: Path, level: str) -> Path:
+    return Path(home) / AUTO / f"pending_{level}.jsonl"
+
+
+def count_lines(path: Path) -> int:
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
+def add_pending(home: Path, level: str, mined: Path) -> None:
+    """Append newly mined groups to the level's pending groups (atomically: old + new, then replace)."""
+    if not mined.exists() or mined.stat().st_size == 0:
+        return
+    path = pending_path(home, level)
+    old = path.read_bytes() if path.exists() else b""
+    new = mined.read_bytes()
+    write_bytes_atomic(path, old + new if new.endswith(b"\n") else old + new + b"\n")
+    mined.unlink()
+
+
+def promote_pending(home: Path, level: str) -> None:
+    """The pending groups become the level's dataset (`auto/<level>.jsonl`), the one the trainer reads."""
+    write_bytes_atomic(level_paths(home, level)[0], pending_path(home, level).read_bytes())
+
+
+def clear_pending(home: Path, level: str) -> None:
+    write_bytes_atomic(pending_path(home, level), b"")
+
+
+def _levels(cfg: AutoConfig) -> list[str]:
+    return list(cfg.levels) if cfg.mode == "hierarchical" else ["global"]
+
+
+def _has_groups(path: Path) -> bool:
+    return path.exists() and path.stat().st_size > 0
+
+
+def _exit_text(code: int) -> str:
+    if code < 0:
+        name = signal.Signals(-code).name
+        hint = " (out of memory?)" if -code == signal.SIGKILL else ""
+        return f"killed by {name}{hint}"
+    return f"exited with code {code}"
+
+
+def _last_line(path: Path) -> str:
+    lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    return lines[-1].strip()[:300] if lines else "no output"
