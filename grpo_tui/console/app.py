@@ -1,0 +1,391 @@
+"""`grpo-tui`: the Textual operator console for a home's auto mode.
+
+Launch attaches to the home's scheduler daemon, starting one when none answers (so quitting, or a
+dropped SSH session, never stops auto mode); `--in-process` hosts the scheduler inside the console
+instead (auto mode then ends with the console); `--readonly` never starts, stops or edits anything
+(and starts no daemon). The console talks to the scheduler only through `ControlClient` (via a
+`Source`), polling in a worker thread every `--refresh` seconds; the UI thread never blocks on it.
+A failed refresh or request becomes a notification, never a crash.
+
+Keys: a start auto (form) · s stop · g guard thresholds · m mine now · t train once · p pause
+updates · + / - refresh rate · ? / F1 help · ctrl+p command palette · q quit (training continues).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.text import Text
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import Footer, Static
+from textual.worker import Worker, WorkerState
+
+from grpo_tui.console.alerts import Alert, evaluate
+from grpo_tui.console.screens import GuardScreen, HelpScreen, StartAutoScreen
+from grpo_tui.console.source import LiveSource, Snapshot, Source
+from grpo_tui.console.widgets import (
+    AlertsPanel, AutoPanel, CheckpointsPanel, CyclesPanel, GuardPanel, LogPanel, MetricsPanel, SystemPanel,
+    TopPanel, View,
+)
+
+RATES = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)  # refresh periods `+` / `-` step through, seconds
+START_ACTIONS = ("start_auto", "mine", "train")
+EDIT_ACTIONS = ("stop_auto", "edit_guard")
+GUARD_KEYS = {"disk": "min_free_gb", "ram": "min_ram_gb", "vram": "min_vram_mb"}
+
+
+class GrpoConsole(App[str]):
+    """The operator console; `source` supplies snapshots and carries control requests."""
+
+    TITLE = "grpo-tui"
+    CSS_PATH = "console.tcss"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
+    AUTO_FOCUS = "#main"  # arrows / page keys scroll the panels (at 80x24 they stack)
+    BINDINGS = [
+        Binding("a", "start_auto", "Start", tooltip="start auto mode (a form with the auto config)"),
+        Binding("s", "stop_auto", "Stop", tooltip="stop auto mode; the running trainer checkpoints and exits"),
+        Binding("g", "edit_guard", "Guard", tooltip="edit the capacity-guard thresholds"),
+        Binding("m", "mine", "Mine", tooltip="mine now (one-off job)"),
+        Binding("t", "train", "Train", tooltip="train once on the latest mined datasets (one-off job)"),
+        Binding("p", "toggle_pause", "Pause", tooltip="pause or resume screen updates"),
+        Binding("question_mark,f1", "help", "Help", key_display="?", tooltip="this help"),
+        Binding("q", "quit_console", "Quit", tooltip="quit the console; auto mode keeps running in the daemon"),
+        Binding("plus", "faster", "Faster", key_display="+", show=False, tooltip="refresh more often"),
+        Binding("minus", "slower", "Slower", key_display="-", show=False, tooltip="refresh less often"),
+    ]
+
+    def __init__(self, source: Source, *, readonly: bool = False, refresh: float = 2.0, mode: str = "daemon",
+                 kl_max: float = 1.0, stall_minutes: float = 10.0, auto_defaults: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.source = source
+        self.readonly = readonly
+        self.refresh_s = refresh
+        self.mode_label = mode
+        self.kl_max, self.stall_s = kl_max, stall_minutes * 60.0
+        self.auto_defaults = auto_defaults or {}  # the start form's values when the scheduler has no config yet
+        self.paused = False
+        self.snapshot: Snapshot | None = None
+        self.alerts: list[Alert] = []
+        self._alert_keys: set[str] = set()
+        self._job_seen: tuple[str, float] | None = None  # (job, first seen at)
+        self._timer: Timer | None = None
+        self._polling = False
+        self.polls = 0  # snapshots applied (tests wait on it)
+        self._enabled: tuple[str | None, str | None] | None = None
+
+    # ---- layout ---------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="title")
+        with VerticalScroll(id="main"):
+            with Horizontal(id="top", classes="row"):
+                yield AutoPanel(id="auto", classes="panel")
+                yield GuardPanel(id="guard", classes="panel")
+                yield SystemPanel(id="system", classes="panel")
+            with Horizontal(id="mid", classes="row"):
+                yield MetricsPanel(id="metrics", classes="panel")
+                with Vertical(id="side"):
+                    yield CyclesPanel(id="cycles", classes="panel")
+                    yield CheckpointsPanel(id="checkpoints", classes="panel")
+            with Horizontal(id="bottom", classes="row"):
+                yield AlertsPanel(id="alerts", classes="panel")
+                yield TopPanel(id="top-procs", classes="panel")
+                yield LogPanel(id="log", classes="panel")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._set_subtitle()
+        self.refresh_now()
+        self._timer = self.set_interval(self.refresh_s, self.refresh_now)
+
+    def _set_subtitle(self) -> None:
+        """The title line: home, how the scheduler is reached, read-only, refresh period, PAUSED."""
+        bits = [str(self.source.home), self.mode_label]
+        if self.readonly:
+            bits.append("READ-ONLY")
+        bits.append(f"refresh {self.refresh_s:g}s")
+        if self.paused:
+            bits.append("⏸ PAUSED (p resumes)")
+        self.status_line = " · ".join(bits)  # not App.sub_title: that reactive repaints the whole screen
+        title = Text.assemble((f" {self.title} ", "bold reverse"), " ", self.status_line)
+        self.query_one("#title", Static).update(title, layout=False)  # one fixed line: no layout pass
+
+    # ---- polling --------------------------------------------------------------------------------
+
+    def refresh_now(self) -> None:
+        """Start one poll in a worker thread, unless paused or one is already in flight."""
+        if self.paused or self._polling:
+            return
+        self._polling = True
+        self.run_worker(self.source.poll, name="poll", group="poll", thread=True, exit_on_error=False)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        worker = event.worker
+        if worker.name == "poll":
+            if event.state == WorkerState.SUCCESS:
+                self._polling = False
+                if not self.paused:
+                    self.apply(worker.result)
+            elif event.state in (WorkerState.ERROR, WorkerState.CANCELLED):
+                self._polling = False
+                if event.state == WorkerState.ERROR:
+                    self.notify(f"refresh failed: {type(worker.error).__name__}: {worker.error}",
+                                title="refresh", severity="error")
+        elif worker.name.startswith("request:") and event.state == WorkerState.ERROR:
+            self.notify(f"{worker.name[8:]} failed: {type(worker.error).__name__}: {worker.error}", severity="error")
+
+    def apply(self, snap: Snapshot) -> None:
+        """Render one snapshot into every panel, evaluate alerts, toast the new ones."""
+        if not self.is_running or not self.screen_stack or self._exit:
+            return  # a poll that finished while the console closes
+        self.snapshot = snap
+        self.polls += 1
+        job = snap.job
+        if job is None:
+            self._job_seen = None
+        elif self._job_seen is None or self._job_seen[0] != job:
+            running_for = (snap.status or {}).get("cycle_running_for")
+            self._job_seen = (job, snap.time - running_for if running_for is not None else snap.time)
+        started = self._job_seen[1] if self._job_seen else None
+        self.alerts = evaluate(snap, self.kl_max, self.stall_s, started)
+        for alert in self.alerts:
+            if alert.key not in self._alert_keys:
+                self.notify(alert.text, title="alert", severity="error" if alert.severity == "error" else "warning",
+                            timeout=8)
+        self._alert_keys = {a.key for a in self.alerts}
+        wide = self.size.width >= 100  # the -wide layout: panels sized by CSS, so no layout pass per update
+        view = View(readonly=self.readonly, blocked=self.start_blocked(), alerts=self.alerts,
+                    spark_width=18 if wide else 12)
+        for panel in self.screen_stack[0].query(".panel"):
+            panel.fixed = wide  # type: ignore[attr-defined]
+            try:
+                panel.show(snap, view)  # type: ignore[attr-defined]
+            except Exception as exc:  # a panel that cannot render this data says so; the console goes on
+                self.notify(f"{panel.id} panel: {type(exc).__name__}: {exc}", title="render", severity="error")
+        enabled = (self.start_blocked(), self.edit_blocked())
+        if enabled != self._enabled:  # re-draws the footer: only when an action's state changed
+            self._enabled = enabled
+            self.refresh_bindings()
+
+    # ---- enabled / disabled actions ---------------------------------------------------------------
+
+    def start_blocked(self) -> str | None:
+        """Why start actions (a, m, t) are disabled now, or None."""
+        if self.readonly:
+            return "read-only console"
+        snap = self.snapshot
+        if snap is None:
+            return "waiting for the first status"
+        if snap.status is None:
+            return "no scheduler running"
+        if snap.guard is not None and not snap.guard.get("ok", True):
+            return f"guard FAIL: {snap.guard.get('reason', '?')}"
+        return None
+
+    def edit_blocked(self) -> str | None:
+        if self.readonly:
+            return "read-only console"
+        if self.snapshot is not None and self.snapshot.status is None:
+            return "no scheduler running"
+        return None
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in START_ACTIONS:
+            return None if self.start_blocked() else True
+        if action in EDIT_ACTIONS:
+            return None if self.edit_blocked() else True
+        return True
+
+    # ---- requests ---------------------------------------------------------------------------------
+
+    def send(self, cmd: str, done: Callable[[dict[str, Any]], str], **fields: Any) -> None:
+        """Send one control request from a worker thread; notify its outcome; refresh."""
+
+        def call() -> None:
+            reply = self.source.request(cmd, **fields)
+            if reply.get("ok"):
+                self.call_from_thread(self.notify, done(reply), title=cmd)
+            else:
+                self.call_from_thread(self.notify, str(reply.get("error", "refused")), title=f"{cmd} refused",
+                                      severity="error")
+            self.call_from_thread(self.refresh_now)
+
+        self.run_worker(call, name=f"request:{cmd}", group="request", thread=True, exit_on_error=False)
+
+    def action_start_auto(self) -> None:
+        initial = ((self.snapshot.status or {}).get("config") if self.snapshot else None) or self.auto_defaults
+        self.push_screen(StartAutoScreen(initial), self._start_with)
+
+    def _start_with(self, config: dict[str, Any] | None) -> None:
+        if config is None:
+            return
+        config.pop("guard", None)  # thresholds are edited with `g`; the form never overwrites guard.json
+        self.send("start", lambda r: f"auto mode {r.get('state', 'started')}: every {config['period_sec']:g} s, "
+                                     f"{config['mode']}, model {config['model']}", config=config)
+
+    def action_stop_auto(self) -> None:
+        self.send("stop", lambda r: r.get("message") or f"auto mode {r.get('state', 'stopping')}")
+
+    def action_mine(self) -> None:
+        self.send("run", lambda r: "mining started (one-off job)", job="mine")
+
+    def action_train(self) -> None:
+        self.send("run", lambda r: "training on the latest datasets started (one-off job)", job="train")
+
+    def action_edit_guard(self) -> None:
+        checks = ((self.snapshot.guard or {}).get("checks") if self.snapshot else None) or []
+        initial = {GUARD_KEYS[c["name"]]: c["threshold"] for c in checks if c.get("name") in GUARD_KEYS}
+        self.push_screen(GuardScreen(initial), self._guard_with)
+
+    def _guard_with(self, thresholds: dict[str, Any] | None) -> None:
+        if thresholds is not None:
+            self.send("guard", lambda r: f"guard thresholds saved: {r['guard']['reason']}", set=thresholds)
+
+    # ---- view actions -----------------------------------------------------------------------------
+
+    def action_toggle_pause(self) -> None:
+        self.paused = not self.paused
+        self._set_subtitle()  # the header says PAUSED: no toast, a key press stays cheap
+        if not self.paused:
+            self.refresh_now()
+
+    def _set_rate(self, seconds: float) -> None:
+        self.refresh_s = seconds
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = self.set_interval(self.refresh_s, self.refresh_now)
+        self._set_subtitle()
+
+    def action_faster(self) -> None:
+        self._set_rate(max([r for r in RATES if r < self.refresh_s] or [RATES[0]]))
+
+    def action_slower(self) -> None:
+        self._set_rate(min([r for r in RATES if r > self.refresh_s] or [RATES[-1]]))
+
+    def help_rows(self) -> list[tuple[str, str, str]]:
+        rows = []
+        for binding in self.BINDINGS:
+            assert isinstance(binding, Binding)
+            keys = " / ".join("?" if k == "question_mark" else {"plus": "+", "minus": "-"}.get(k, k)
+                              for k in binding.key.split(","))
+            state = "enabled"
+            if binding.action in START_ACTIONS and self.start_blocked():
+                state = f"disabled: {self.start_blocked()}"
+            elif binding.action in EDIT_ACTIONS and self.edit_blocked():
+                state = f"disabled: {self.edit_blocked()}"
+            rows.append((keys, binding.tooltip or binding.description, state))
+        rows.append(("ctrl+p", "command palette: every action by name", "enabled"))
+        return rows
+
+    def action_help(self) -> None:
+        intro = (f"Home {self.source.home} ({self.mode_label}). Auto mode runs in the scheduler, not in this "
+                 "console: quitting leaves it running" + (" — except in --in-process mode, where quitting stops it."
+                                                           if self.mode_label == "in-process" else "."))
+        self.push_screen(HelpScreen(self.help_rows(), intro))
+
+    def get_system_commands(self, screen: Screen) -> Any:
+        yield from super().get_system_commands(screen)
+        for binding in self.BINDINGS:
+            assert isinstance(binding, Binding)
+            if binding.action == "help" or self.check_action(binding.action, ()) is not True:
+                continue
+            yield SystemCommand(binding.description, binding.tooltip or binding.description,
+                                partial(self.run_action, binding.action))
+
+    def action_quit_console(self) -> None:
+        self.exit(self.quit_message())
+
+    def quit_message(self) -> str:
+        if self.mode_label == "in-process":
+            return "grpo-tui closed; its in-process scheduler stopped with it (auto mode is off)."
+        state = self.snapshot.state if self.snapshot else "unknown"
+        pid = (self.snapshot.status or {}).get("pid") if self.snapshot else None
+        where = f"the scheduler daemon (pid {pid})" if pid else "the scheduler daemon"
+        return (f"grpo-tui closed; training continues in {where}, auto mode {state}. "
+                f"Reattach with `grpo-tui --home {self.source.home}`; stop with `grpo auto stop`.")
+
+
+def open_console(home: Path, in_process: bool, readonly: bool) -> tuple[Source, str, Callable[[], None] | None]:
+    """The source for `home`: attach to (or spawn) its daemon, or host the scheduler here."""
+    from grpo_tui.control import probe, socket_path
+
+    home = home.expanduser().absolute()
+    if in_process:
+        from grpo_tui.daemon import Host
+
+        host = Host(home)
+        return LiveSource(home), "in-process", host.close
+    if probe(socket_path(home)):
+        return LiveSource(home), "daemon", None
+    if readonly:
+        return LiveSource(home), "no daemon (read-only: none started)", None
+    from grpo_tui.daemon import spawn_daemon
+
+    pid = spawn_daemon(home)
+    return LiveSource(home), f"daemon pid {pid} (started)", None
+
+
+@click.command("grpo-tui", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--home", type=click.Path(path_type=Path, file_okay=False), envvar="GRPO_HOME", default=Path(".grpo"),
+              show_default=True, help="The home to watch (env GRPO_HOME).")
+@click.option("--in-process", is_flag=True, help="Host the scheduler inside the console (auto mode stops on quit).")
+@click.option("--readonly", is_flag=True, help="Watch only: no start, stop or edits, and no daemon is started.")
+@click.option("--refresh", type=click.FloatRange(min=0.2), default=2.0, show_default=True, help="Seconds between refreshes.")
+@click.option("--kl-alert", type=click.FloatRange(min=0), default=1.0, show_default=True, help="Alert when a level's KL is above this.")
+@click.option("--config-file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Auto config YAML that fills the start form (`a`) when the scheduler has none yet.")
+@click.option("--stall-minutes", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
+              help="Alert when a running trainer writes no metrics for this long.")
+def tui_command(home: Path, in_process: bool, readonly: bool, refresh: float, kl_alert: float,
+                config_file: Path | None, stall_minutes: float) -> None:
+    """The grpo operator console: watch and drive auto mode; quitting leaves the daemon running."""
+    from grpo_tui.config import AutoConfig, load_config
+
+    defaults = load_config(AutoConfig, config_file=config_file).model_dump(mode="json") if config_file else None
+    source, mode, on_close = open_console(home, in_process, readonly)
+    app = GrpoConsole(source, readonly=readonly, refresh=refresh, mode=mode, kl_max=kl_alert,
+                      stall_minutes=stall_minutes, auto_defaults=defaults)
+    try:
+        message = app.run()
+    finally:
+        if on_close is not None:
+            on_close()  # --in-process: stop auto mode (the trainer checkpoints) and release the home
+    if message:
+        click.echo(message)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The `grpo-tui` console script; errors map to exit codes as in `grpo` (grpo_tui.cli.exit_code)."""
+    from grpo_tui.cli import exit_code
+    from grpo_tui.errors import GrpoError
+
+    try:
+        tui_command.main(args=argv, prog_name="grpo-tui", standalone_mode=False)
+        return 0
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except (KeyboardInterrupt, click.Abort):
+        return 130
+    except GrpoError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return exit_code(exc)
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

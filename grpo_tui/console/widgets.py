@@ -1,0 +1,403 @@
+"""The console's panels: each is a `Static` that renders one `Snapshot` (plus the console's `View`).
+
+Panels: auto (state, mode, levels, countdown, last outcome and reason, the last 20 cycles as a
+timeline, and which controls are enabled), guard (each check as value / threshold with a symbol and a
+word), system (CPU, RAM, disk of the home, each GPU with sparklines, or why there is no GPU), top
+(containers, else processes), metrics (per level: loss, reward, KL, clip fraction, lr, grad norm as
+sparkline + last/min/max), cycles, checkpoints, alerts and the log tail. Every panel says plainly
+when its source is missing (no scheduler, no GPU, no docker, an empty home).
+
+Panels render plain `rich.text.Text` lines in fixed-width columns (cheap to draw; long lines are cut
+with an ellipsis by the CSS), and skip rendering when what they depend on (`key`) is unchanged:
+that is what keeps an idle console near zero CPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from rich.text import Text
+from textual.widgets import Log, Static
+
+from grpo_tui.console.alerts import Alert
+from grpo_tui.console.render import (
+    DASH, OUTCOME_MARK, STATE_MARK, VERDICT_MARK, age, ago, finite, gb, last_min_max, mark, num, sparkline, timeline,
+)
+from grpo_tui.console.source import Snapshot
+
+METRICS = (("loss", ("loss",)), ("reward", ("reward_mean",)), ("kl", ("kl",)),
+           ("clip", ("clip_frac_low", "clip_frac_high")), ("lr", ("lr",)), ("grad", ("grad_norm",)))
+
+
+@dataclass
+class View:
+    """Console-side state the panels show next to the snapshot."""
+
+    readonly: bool = False
+    blocked: str | None = None  # why start actions are disabled, None when enabled
+    alerts: list[Alert] = field(default_factory=list)
+    spark_width: int = 20
+
+
+def cell(value: str | Text, width: int, justify: str = "left") -> Text:
+    """`value` cut (with an ellipsis) or padded to exactly `width` cells."""
+    text = value.copy() if isinstance(value, Text) else Text(str(value))
+    text.truncate(width, overflow="ellipsis")
+    text.align(justify, width)  # type: ignore[arg-type]
+    return text
+
+
+def row(cells: Sequence[tuple[str | Text, int, str]]) -> Text:
+    return Text(" ").join(cell(value, width, justify) for value, width, justify in cells)
+
+
+def lines(parts: Sequence[Text]) -> Text:
+    return Text("\n").join(parts)
+
+
+def kv(rows: Sequence[tuple[str, str | Text]]) -> Text:
+    """`key  value` lines, keys bold and aligned."""
+    width = max((len(k) for k, _ in rows), default=0)
+    return lines([Text.assemble((k.ljust(width), "bold"), " ", v) for k, v in rows])
+
+
+def coarse_now(now: float, seconds: float = 60.0) -> int:
+    """The clock in `seconds` steps: ages shown in minutes only need a re-render once a minute."""
+    return int(now // seconds)
+
+
+def _round(value: object, digits: int = 0) -> float | None:
+    v = finite(value)
+    return None if v is None else round(v, digits)
+
+
+class Panel(Static):
+    """A bordered panel with a title; `show` re-renders it from a snapshot when what it shows changed.
+
+    `key(snap, view)` names what the panel depends on (None: always re-render); an unchanged key skips
+    the render. `fixed` panels (the wide layout sizes them by CSS, not by content) also skip the
+    screen's layout pass.
+    """
+
+    TITLE = ""
+    fixed = False
+
+    def on_mount(self) -> None:
+        self.border_title = self.TITLE
+        self._key: object = object()
+        self.update(Text("waiting for the first refresh…", style="dim"))
+
+    def show(self, snap: Snapshot, view: View) -> None:
+        self._last = (snap, view)
+        key = self.key(snap, view)
+        if key is not None and key == self._key:
+            return
+        self._key = key
+        self.update(self.build(snap, view), layout=not self.fixed)
+
+    def on_resize(self) -> None:
+        last = getattr(self, "_last", None)
+        if last is not None:  # widths changed: draw again now, not at the next refresh
+            self._key = object()
+            self.show(*last)
+
+    def key(self, snap: Snapshot, view: View) -> object | None:
+        return None
+
+    def build(self, snap: Snapshot, view: View) -> Text:
+        raise NotImplementedError
+
+
+class AutoPanel(Panel):
+    TITLE = "auto"
+
+    def key(self, snap: Snapshot, view: View) -> object:
+        st = snap.status or {}
+        cycles = st.get("cycles") or []
+        counting = st.get("next_cycle_in") is not None or st.get("cycle_running_for") is not None
+        return (snap.status_error, st.get("state"), st.get("job"), st.get("pid"), repr(st.get("config")),
+                _round(st.get("next_cycle_in")), _round(st.get("cycle_running_for")), st.get("cycles_run"),
+                tuple((c.get("cycle"), c.get("outcome"), c.get("end")) for c in cycles), repr(st.get("last_cycle")),
+                coarse_now(snap.time, 1 if counting else 60), view.readonly, view.blocked)
+
+    def build(self, snap: Snapshot, view: View) -> Text:
+        status = snap.status
+        cycles = (status or {}).get("cycles") or []
+        self.set_class(status is None, "-wrap")  # the reason there is no scheduler must be read whole
+        if status is None:
+            self.border_subtitle = ""
+            rows: list[tuple[str, str | Text]] = [
+                ("state", mark(STATE_MARK, "no scheduler")),
+                ("why", Text(snap.status_error or "not reachable", style="dim")),
+                ("history", timeline(cycles))]
+        else:
+            self.border_subtitle = f"scheduler pid {status.get('pid', '?')}"
+            cfg = status.get("config") or {}
+            state = mark(STATE_MARK, status.get("state"))
+            if status.get("job") and status.get("job") != "cycle":
+                state.append(f" · job {status['job']}", style="bold")
+            if status.get("cycle_running_for") is not None:
+                state.append(f" · cycle for {ago(status['cycle_running_for'])}")
+            if cfg:
+                levels = ", ".join(cfg.get("levels") or []) if cfg.get("mode") == "hierarchical" else "global"
+                mode: str | Text = f"{cfg.get('mode', '?')} ({levels})"
+                plan: str | Text = (f"every {ago(cfg.get('period_sec'))} · {cfg.get('steps')} steps · "
+                                    f"{cfg.get('model')} · ≥{cfg.get('min_groups')} groups")
+            else:
+                mode, plan = Text("not started since the scheduler came up", style="dim"), DASH
+            nxt = status.get("next_cycle_in")
+            rows = [("state", state), ("mode", mode), ("plan", plan),
+                    ("next", f"{DASH if nxt is None else 'in ' + ago(nxt)} · cycles run: {status.get('cycles_run', 0)}")]
+            last = cycles[-1] if cycles else status.get("last_cycle")
+            if last:
+                when = age(snap.time - last["end"]) + " ago" if last.get("end") else ""
+                rows.append(("last", Text.assemble(mark(OUTCOME_MARK, last.get("outcome")),
+                                                   f" #{last.get('cycle', '?')} {last.get('job', 'cycle')} {when}")))
+                rows.append(("reason", Text(str(last.get("reason", "")), style="italic")))
+            else:
+                rows.append(("last", Text("no cycle yet", style="dim")))
+            rows.append(("history", timeline(cycles)))
+        if view.readonly:
+            rows.append(("controls", Text("read-only: start, stop, edits off", style="yellow")))
+        elif view.blocked:
+            rows.append(("controls", Text(f"a/m/t off: {view.blocked}", style="yellow")))
+        else:
+            rows.append(("controls", Text("a start · s stop · m mine · t train", style="dim")))
+        return kv(rows)
+
+
+def _amount(value: object) -> str:
+    """Free space for the guard: one decimal below 1000, whole numbers above; n/a when not measured."""
+    v = finite(value)
+    if v is None:
+        return "n/a"
+    return f"{v:.0f}" if abs(v) >= 1000 else f"{v:.1f}"
+
+
+class GuardPanel(Panel):
+    TITLE = "guard"
+
+    def key(self, snap: Snapshot, view: View) -> object:
+        report = snap.guard or {}
+        return (snap.stats_origin, report.get("ok"), report.get("reason"),
+                tuple((c.get("name"), _round(c.get("value"), 1), c.get("threshold"), c.get("verdict"))
+                      for c in report.get("checks", [])))
+
+    def build(self, snap: Snapshot, view: View) -> Text:
+        report = snap.guard
+        if report is None:
+            return Text("guard not evaluated yet", style="dim")
+        out = []
+        for check in report.get("checks", []):
+            off = check.get("verdict") == "off"
+            threshold = "off" if off else f"{_amount(check.get('threshold'))} {check.get('unit', '')}"
+            out.append(row([(mark(VERDICT_MARK, check.get("verdict")), 6, "left"),
+                            (Text(check.get("name", "?"), style="bold"), 4, "left"),
+                            (f"{_amount(check.get('value'))} / {threshold}", 16, "left")]))
+        self.set_class(not report.get("ok"), "-wrap")
+        out.append(Text.assemble(("overall ", "bold"), mark(VERDICT_MARK, "ok" if report.get("ok") else "FAIL"),
+                                 (" " + str(report.get("reason", "")), "italic")))
+        if snap.stats_origin == "local":
+            out.append(Text("(measured here: no scheduler)", style="dim"))
+        return lines(out)
+
+
+class SystemPanel(Panel):
+    TITLE = "system"
+
+    def build(self, snap: Snapshot, view: View) -> Text:
+        stats, series, w = snap.stats, snap.series, max(8, view.spark_width // 2)
+        self.border_subtitle = "measured here" if snap.stats_origin == "local" else ""
+        if not stats:
+            return Text("no stats yet", style="dim")
+        rows: list[tuple[str, str | Text]] = []
+        cpu, ram, disk = stats.get("cpu") or {}, stats.get("ram") or {}, stats.get("disk") or {}
+        if "unavailable" in cpu or not cpu:
+            rows.append(("CPU", Text(f"unavailable: {cpu.get('unavailable', 'no data')}", style="dim")))
+        else:
+            rows.append(("CPU", Text.assemble(f"{num(cpu.get('percent'))}% ", sparkline(series.get("cpu", []), w),
+                                              f" load {gb(cpu.get('load1'))}/{cpu.get('cores', '?')}c")))
+        if "unavailable" in ram or not ram:
+            rows.append(("RAM", Text(f"unavailable: {ram.get('unavailable', 'no data')}", style="dim")))
+        else:
+            rows.append(("RAM", Text.assemble(f"{num(ram.get('percent'))}% ", sparkline(series.get("ram", []), w),
+                                              f" {gb(ram.get('available_gb'))}/{gb(ram.get('total_gb'))}G free")))
+        if "unavailable" in disk or not disk:
+            rows.append(("disk", Text(f"unavailable: {disk.get('unavailable', 'no data')}", style="dim")))
+        else:
+            rows.append(("disk", f"{gb(disk.get('free_gb'))}/{gb(disk.get('total_gb'))}G free "
+                                 f"({num(disk.get('percent'))}% used) {disk.get('path', '')}"))
+        gpus = stats.get("gpus") or {}
+        devices = gpus.get("devices") or []
+        if not devices:
+            rows.append(("GPU", Text(f"✗ no GPU — {gpus.get('unavailable', 'no GPU visible')}", style="yellow")))
+        for dev in devices:
+            i = dev.get("index")
+            rows.append((f"GPU{i}", Text.assemble(f"{num(dev.get('util'))}% ",
+                                                  sparkline(series.get(f"gpu{i}.util", []), w), " util")))
+            rows.append(("", Text.assemble(f"{gb(dev.get('mem_used_mb', 0) / 1024)}/{gb(dev.get('mem_total_mb', 0) / 1024)}G ",
+                                           sparkline(series.get(f"gpu{i}.mem", []), w, style="magenta"), " mem")))
+            rows.append(("", Text(f"{num(dev.get('temp_c'))}°C {num(dev.get('power_w'))}W {dev.get('name', '')}",
+                                  style="dim")))
+        return kv(rows)
+
+
+class TopPanel(Panel):
+    TITLE = "top"
+
+    def build(self, snap: Snapshot, view: View) -> Text:
+        stats = snap.stats
+        containers = stats.get("containers") or {}
+        out: list[Text] = []
+        name_w = max(8, self.size.width - 14)
+        head = [("cpu%", 5, "right"), ("MB", 6, "right")]
+        if containers.get("items"):
+            out.append(row([(Text("container", style="bold"), name_w, "left"), *head]))
+            out += [row([(c["name"], name_w, "left"), (num(round(c["cpu_percent"], 1)), 5, "right"),
+                         (f"{c['mem_mb']:.0f}", 6, "right")]) for c in containers["items"]]
+        else:
+            why = containers.get("unavailable", "no running containers" if "items" in containers else "no data")
+            out.append(Text(f"containers: {why}", style="dim"))
+        procs = (stats.get("processes") or {}).get("items") or []
+        if procs:
+            out.append(row([(Text("process", style="bold"), name_w, "left"), *head]))
+            out += [row([(f"{p['name']} ({p['pid']})", name_w, "left"), (num(round(p["cpu_percent"], 1)), 5, "right"),
+                         (f"{p['mem_mb']:.0f}", 6, "right")]) for p in procs]
+        elif not containers.get("items"):
+            out.append(Text("processes: no data", style="dim"))
+        return lines(out)
+
+
+def metric_values(records: list[dict], keys: tuple[str, ...]) -> list[object] | None:
+    """The series of one metric (a sum when several keys, e.g. clip low + high); None when never logged."""
+    if not any(k in r for r in records for k in keys):
+        return None
+    out: list[object] = []
+    for r in records:
+        vals = [r.get(k) for k in keys if k in r]
+        out.append(None if not vals or any(v is None for v in vals) else sum(vals))
+    return out
+
+
+class MetricsPanel(Panel):
+    TITLE = "metrics"
+
+    def key(self, snap: Snapshot, view: View) -> object:
+        return (view.spark_width, tuple((level, len(recs), repr(recs[-1]) if recs else None)
+                                        for level, recs in snap.metrics.items()))
+
+    def build(self, snap: Snapshot, view: View) -> Text:
+        if not snap.metrics or not any(snap.metrics.values()):
+            self.border_title = "metrics"
+            return Text("no training metrics yet: they appear once a level trains\n"
+                        "(<home>/auto/ckpts_<level>/metrics.jsonl)", style="dim")
+        shown = max(len(r) for r in snap.metrics.values())
+        self.border_title = f"metrics · last {shown} logged steps · trend  last  min  max"
+        sw = view.spark_width
+        out: list[Text] = []
+        for level, records in snap.metrics.items():
+            if not records:
+                continue
+            tags = [Text(level, style="bold"), Text(f"step {records[-1].get('step', '?')}", style="dim")]
+            i = 0
+            for label, keys in METRICS:
+                values = metric_values(records, keys)
+                if values is None:
+                    continue
+                last, lo, hi = last_min_max(values)
+                bad = finite(last) is None
+                out.append(row([(tags[i] if i < len(tags) else "", 10, "left"), (label, 6, "left"),
+                                (sparkline(values, sw), sw, "left"),
+                                (Text(num(last, missing="NaN/inf"), style="bold red" if bad else ""), 9, "right"),
+                                (num(lo), 9, "right"), (num(hi), 9, "right")]))
+                i += 1
+        return lines(out)
+
+
+class CyclesPanel(Panel):
+    TITLE = "cycles"
+
+    def key(self, snap: Snapshot, view: View) -> object:
+        cycles = (snap.status or {}).get("cycles") or []
+        recent = bool(cycles) and snap.time - (cycles[-1].get("end") or 0) < 60
+        return (snap.status is None, tuple((c.get("cycle"), c.get("outcome"), c.get("end")) for c in cycles[-10:]),
+                coarse_now(snap.time, 1 if recent else 60))
+
+    def build(self, snap: Snapshot, view: View) -> Text:
+        cycles = (snap.status or {}).get("cycles") or []
+        if not cycles:
+            return Text("no scheduler" if snap.status is None else "no cycle has run in this home yet", style="dim")
+        head = [("#", 9, "left"), ("outcome", 10, "left"), ("ago", 6, "right"), ("took", 6, "right")]
+        out = [Text.assemble(row(head), " reason", style="bold")]
+        for rec in reversed(cycles[-10:]):
+            end, start = rec.get("end"), rec.get("start")
+            job = rec.get("job", "cycle")
+            out.append(Text.assemble(row([
+                (f"{rec.get('cycle', '?')}" + ("" if job == "cycle" else f" {job}"), 9, "left"),
+                (mark(OUTCOME_MARK, rec.get("outcome")), 10, "left"),
+                (age(snap.time - end) if end else DASH, 6, "right"),
+                (ago(end - start) if end and start else DASH, 6, "right")]), " ", str(rec.get("reason", ""))))
+        return lines(out)
+
+
+class CheckpointsPanel(Panel):
+    TITLE = "checkpoints"
+
+    def key(self, snap: Snapshot, view: View) -> object:
+        newest = max((r["mtime"] for r in snap.checkpoints), default=0.0)
+        return (tuple((r["level"], r["step"], r["mtime"]) for r in snap.checkpoints),
+                coarse_now(snap.time, 1 if snap.time - newest < 60 else 60))
+
+    def build(self, snap: Snapshot, view: View) -> Text:
+        if not snap.checkpoints:
+            return Text("no checkpoints yet", style="dim")
+        cols = [(10, "left"), (7, "right"), (6, "right"), (7, "right"), (9, "right")]
+        head = row([(n, w, j) for n, (w, j) in zip(("level", "step", "age", "MB", "loss"), cols)])
+        head.stylize("bold")
+        out = [head]
+        for r in snap.checkpoints:
+            values = (r["level"], str(r["step"]), age(snap.time - r["mtime"]), f"{r['size_mb']:.1f}", num(r.get("loss")))
+            out.append(row([(v, w, j) for v, (w, j) in zip(values, cols)]))
+        return lines(out)
+
+
+class AlertsPanel(Panel):
+    TITLE = "alerts"
+
+    def key(self, snap: Snapshot, view: View) -> object:
+        return tuple((a.severity, a.text) for a in view.alerts)
+
+    def build(self, snap: Snapshot, view: View) -> Text:
+        if not view.alerts:
+            return Text("✓ no alerts", style="green")
+        out = []
+        for alert in view.alerts:
+            symbol, word, style = ("✗", "ERROR", "bold red") if alert.severity == "error" else ("!", "WARN", "yellow")
+            out.append(Text.assemble((f"{symbol} {word} ", style), alert.text))
+        return lines(out)
+
+
+class LogPanel(Log):
+    """The newest child log's tail, kept scrolled to its end."""
+
+    def __init__(self, **kw: object) -> None:
+        super().__init__(max_lines=200, auto_scroll=True, **kw)  # type: ignore[arg-type]
+        self._shown: tuple[str | None, tuple[str, ...]] | None = None
+
+    def on_mount(self) -> None:
+        self.border_title = "log"
+        self.write_line("waiting for the first refresh…")
+
+    def show(self, snap: Snapshot, view: View) -> None:
+        log = snap.log or {}
+        name, text = log.get("name"), tuple(log.get("lines") or ())
+        if (name, text) == self._shown:
+            return
+        self._shown = (name, text)
+        self.border_title = f"log: {name}" if name else "log"
+        self.clear()
+        if not name:
+            self.write_line("no logs yet (<home>/auto/logs/, <home>/auto/daemon.log)")
+        else:
+            self.write_lines(text or ("(empty)",))

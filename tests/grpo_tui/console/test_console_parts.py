@@ -1,0 +1,54 @@
+"""The console's pure parts: number and sparkline rendering (NaN/inf/null safe) and the alert rules."""
+
+from __future__ import annotations
+
+import math
+
+from console_fixed import NOW, snapshot
+
+from grpo_tui.console.alerts import evaluate
+from grpo_tui.console.render import BAD_POINT, ago, last_min_max, num, sparkline, timeline
+from grpo_tui.console.widgets import metric_values
+
+
+def test_numbers_never_raise_and_say_what_they_are() -> None:
+    assert [num(x) for x in (None, math.nan, math.inf, -math.inf, 0, 3, 0.5, 1e-5, 2.5e7)] == \
+        ["—", "NaN", "inf", "-inf", "0", "3", "0.5", "1.00e-05", "2.50e+07"]
+    assert num("text") == "text" and num(None, missing="NaN/inf") == "NaN/inf"
+    assert [ago(s) for s in (None, 5, 65, 3 * 3600 + 60, 2 * 86400 + 7200)] == ["—", "5s", "1m05s", "3h01m", "2d2h"]
+
+
+def test_sparkline_marks_bad_points_and_scales_to_finite_values() -> None:
+    line = sparkline([0.0, None, 1.0, math.nan, 0.5, math.inf], width=6).plain
+    assert line[0] == "▁" and line[2] == "█" and [line[i] for i in (1, 3, 5)] == [BAD_POINT] * 3
+    assert sparkline([], 5).plain == "—"
+    assert sparkline([2.0, 2.0], 5).plain == "▄▄"  # flat series: mid bars, no division by zero
+    assert len(sparkline(list(range(100)), 12).plain) == 12  # the newest `width` points
+    assert last_min_max([1.0, None, math.nan, -2.0]) == (-2.0, -2.0, 1.0)
+    assert last_min_max([None]) == (None, None, None)
+
+
+def test_clip_fraction_sums_low_and_high_and_keeps_nulls() -> None:
+    recs = [{"clip_frac_low": 0.1, "clip_frac_high": 0.2}, {"clip_frac_low": None, "clip_frac_high": 0.1}]
+    got = metric_values(recs, ("clip_frac_low", "clip_frac_high"))
+    assert got is not None and abs(got[0] - 0.3) < 1e-12 and got[1] is None
+    assert metric_values(recs, ("grad_norm",)) is None  # never logged: no row at all
+
+
+def test_timeline_has_a_symbol_per_outcome_oldest_first() -> None:
+    cycles = [{"outcome": o} for o in ("ok", "skipped", "failed", "stopped")]
+    assert timeline(cycles, width=6).plain == "··✓○✗■"
+    assert timeline([{"outcome": "ok"}] * 25, width=20).plain == "✓" * 20
+
+
+def test_alerts_for_nan_kl_stall_guard_and_no_scheduler() -> None:
+    assert evaluate(snapshot(), kl_max=1.0) == []
+    keys = {a.key: a for a in evaluate(snapshot(nan=True, guard_ok=False), kl_max=0.01)}
+    assert {"nan:global", "guard", "kl:global", "kl:signature", "kl:patch"} <= set(keys)
+    assert "loss" in keys["nan:global"].text and keys["guard"].severity == "error"
+    # a training job whose metrics stopped growing: stall after stall_s, counted from the later of job start and last write
+    snap = snapshot()
+    assert evaluate(snap, stall_s=60, job_started=NOW - 30) == []
+    stalled = evaluate(snap, stall_s=1, job_started=NOW - 600)
+    assert [a.key for a in stalled] == ["stall"] and "heartbeat" in stalled[0].text
+    assert [a.key for a in evaluate(snapshot(scheduler=False))] == ["scheduler"]
