@@ -31,6 +31,8 @@ ALLOWED: dict[str, set[str]] = {
     "bench": {"kernels", "miner", "policy", "grpo_tui"},
 }
 HEAVY = ("triton", "transformers", "peft", "docker", "pynvml")
+# The one place the CLI binds the top layer: `grpo bench` (grpo_tui/commands/bench.py) runs bench/.
+CLI_BINDINGS = {"grpo_tui.commands.bench": "bench"}
 
 
 def imported_modules(tree: ast.AST, module: str) -> list[tuple[int, str]]:
@@ -88,7 +90,7 @@ def violations(path: Path, root: Path = ROOT) -> list[str]:
     is_console = parts[:2] == ["grpo_tui", "console"]
     for lineno, name in imported_modules(tree, module):
         where = f"{path.relative_to(root)}:{lineno}"
-        if not _allowed(folder, name):
+        if not _allowed(folder, name) and CLI_BINDINGS.get(module) != name.split(".")[0]:
             found.append(f"{where}: {folder} may not import {name}")
         if folder == "grpo_tui" and not is_console:
             if name.split(".")[0] == "textual" or name.startswith("grpo_tui.console"):
@@ -121,6 +123,7 @@ def test_import_table_holds_for_the_whole_tree() -> None:
         ("grpo_tui/scheduler.py", "def f():\n    import textual.app\n", "operations module imports the console/textual"),
         ("grpo_tui/daemon.py", "from .console import app\n", "operations module imports the console/textual"),
         ("kernels/__init__.py", "import triton\n", "package __init__ imports heavy triton"),
+        ("grpo_tui/scheduler.py", "from bench import runner\n", "grpo_tui may not import bench"),
     ],
 )
 def test_a_bad_module_is_caught(tmp_path: Path, rel: str, source: str, expected: str) -> None:
@@ -138,6 +141,7 @@ def test_a_bad_module_is_caught(tmp_path: Path, rel: str, source: str, expected:
         ("grpo_tui/console/app.py", "import textual.app\nfrom grpo_tui.client import Client\n"),
         ("bench/ok.py", "from policy import trainer\nfrom grpo_tui import config\n"),
         ("kernels/triton_op.py", "import triton\n"),
+        ("grpo_tui/commands/bench.py", "def f():\n    from bench import runner\n"),
     ],
 )
 def test_a_good_module_passes(tmp_path: Path, rel: str, source: str) -> None:
@@ -147,10 +151,13 @@ def test_a_good_module_passes(tmp_path: Path, rel: str, source: str) -> None:
     assert violations(path, root=tmp_path) == []
 
 
+def _heavy_loaded(imports: str) -> set[str]:
+    code = f"import sys, {imports}\nprint(','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, capture_output=True, text=True)
+    return {m for m in out.stdout.strip().split(",") if m}
+
+
 def test_packages_import_on_cpu_without_heavy_modules() -> None:
-    code = (
-        "import sys, kernels, miner, policy, grpo_tui, bench\n"
-        f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\n"
-        "assert not heavy, heavy\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+    # torch itself may load pynvml (torch.cuda's memory helpers); only what *we* add beyond that counts.
+    baseline = _heavy_loaded("torch")
+    assert _heavy_loaded("kernels, miner, policy, grpo_tui, bench") - baseline == set()

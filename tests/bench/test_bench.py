@@ -1,0 +1,92 @@
+"""`grpo bench` end to end on tiny sizes: real workers in fresh subprocesses, the JSON line, the probes.
+
+No timed assertions: speed goals are what `grpo bench` reports, not what tests enforce.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.worker import percentile
+
+HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
+
+
+def last_json(out: str) -> dict:
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_kernel_cases_run_side_by_side_with_a_profile(grpo, tmp_path: Path) -> None:
+    prof = tmp_path / "prof"
+    code, out, err = grpo("bench", "--tokens", "64", "--vocab", "1000", "--repeats", "2", "--json", "--profile", str(prof))
+    assert code == 0, err
+    assert len(out.strip().splitlines()) == 1  # with --json, stdout is the JSON object alone
+    data = last_json(out)
+    assert data["aot"] == [] and data["device"] in ("cpu", "cuda")
+    rows: dict[str, dict[str, dict]] = {}
+    for row in data["cases"]:
+        rows.setdefault(row["case"], {})[row["provider"]] = row
+    assert set(rows) == {"logprob", "loss", "fused-linear"}
+    for case, by_provider in rows.items():
+        assert {"ours", "naive"} <= set(by_provider), case
+        for provider, r in by_provider.items():
+            assert (r["tokens"], r["vocab"], r["dtype"]) == (64, 1000, "fp32")
+            assert r["time_ms_p20"] <= r["time_ms_p50"] <= r["time_ms_p80"]
+            assert r["time_ms_p20"] > 0
+            # a gradient or a log_softmax of 64 x 1000 fp32 (250 KiB) must show; ours' no-grad logprob may fit in pages it already has
+            if (case, provider) != ("logprob", "ours"):
+                assert r["peak_extra_mib"] > 0, (case, provider)
+            assert r["peak_extra_mib"] >= 0
+        assert by_provider["ours"]["max_abs_err"] < 1e-5, by_provider["ours"]["errors"]
+        assert by_provider["naive"]["time_vs_naive"] == 1.0 and by_provider["naive"]["mem_vs_naive"] == 1.0
+        assert by_provider["ours"]["time_vs_naive"] > 0
+    assert set(rows["loss"]["ours"]["errors"]) == {"loss", "grad_logits"}
+    assert set(rows["fused-linear"]["ours"]["errors"]) == {"loss", "grad_hidden", "grad_weight"}
+    assert rows["fused-linear"]["ours"]["hidden"] == 256 and rows["loss"]["ours"]["hidden"] is None
+    for provider, package in (("trl", "trl"), ("liger", "liger_kernel")):
+        if importlib.util.find_spec(package) is None:
+            assert f"skipping provider {provider}: {package} is not installed" in err
+    (trace,) = prof.glob("*.json")
+    assert trace.name.startswith("logprob-ours-N64-V1000")  # the first case's `ours` run
+    assert json.loads(trace.read_text())["traceEvents"]
+
+
+def test_memory_probe_sees_a_100_mib_allocation(grpo) -> None:
+    code, out, err = grpo("bench", "calibrate", "--tokens", "100", "--repeats", "1", "--json")
+    assert code == 0, err
+    (row,) = last_json(out)["cases"]
+    assert 90 <= row["peak_extra_mib"] <= 130, row
+
+
+def test_unknown_case_or_provider_is_a_usage_error(grpo) -> None:
+    code, out, err = grpo("bench", "logprob", "nope")
+    assert code == 2 and out == ""
+    assert "unknown bench case 'nope'; valid cases:" in err and "fused-linear" in err and "logprob" in err
+    code, _, err = grpo("bench", "logprob", "--provider", "fastest")
+    assert code == 2 and "unknown provider 'fastest'" in err
+
+
+@pytest.mark.skipif(not HAS_MATPLOTLIB, reason="matplotlib is not installed (pip install matplotlib)")
+def test_plot_draws_memory_and_time_against_tokens(grpo, tmp_path: Path) -> None:
+    png = tmp_path / "plots" / "bench.png"
+    code, _, err = grpo("bench", "calibrate", "--tokens", "8,16", "--repeats", "1", "--plot", str(png))
+    assert code == 0, err
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.skipif(HAS_MATPLOTLIB, reason="matplotlib is installed: the missing-matplotlib message cannot show")
+def test_plot_without_matplotlib_says_how_to_install(grpo, tmp_path: Path) -> None:
+    png = tmp_path / "bench.png"
+    code, _, err = grpo("bench", "calibrate", "--plot", str(png))
+    assert code == 1 and "pip install matplotlib" in err
+    assert not png.exists()
+
+
+def test_percentiles_interpolate() -> None:
+    assert percentile([3.0], 50) == 3.0
+    assert percentile([4.0, 1.0, 3.0, 2.0, 5.0], 50) == 3.0
+    assert percentile([1.0, 2.0], 20) == pytest.approx(1.2)
