@@ -14,26 +14,42 @@ from pathlib import Path
 import click
 
 from grpo_tui import __version__
+from grpo_tui.commands.auto import auto_group
+from grpo_tui.commands.bench import bench_command
+from grpo_tui.commands.apply_policy import apply_policy_cmd
 from grpo_tui.commands.config import config_group
+from grpo_tui.commands.demo import demo_group
 from grpo_tui.commands.guard import guard_cmd
+from grpo_tui.commands.log_action import log_action_cmd
+from grpo_tui.commands.mine import mine_cmd
+from grpo_tui.commands.store import store_group
+from grpo_tui.commands.train import eval_cmd, train_cmd
 from grpo_tui.context import Ctx
 from grpo_tui.errors import GrpoError, GuardRefused, UsageError
-from kernels.errors import KernelError
-from miner.errors import MinerError
-from policy.errors import PolicyError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_GUARD, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 OUR_LOGGERS = ("grpo_tui", "kernels", "miner", "policy", "bench")
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is at emit time (it may be replaced after set-up, e.g. by pytest)."""
+
+    @property  # type: ignore[override]
+    def stream(self):  # noqa: ANN201
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # noqa: ANN001
+        pass
+
+
 def _setup_logging(verbose: int) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     for name in OUR_LOGGERS:
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]
         logger.setLevel(logging.DEBUG if verbose else logging.INFO)
-        logger.propagate = False
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -54,8 +70,27 @@ def cli(ctx: click.Context, home: Path, verbose: int) -> None:
     ctx.obj = Ctx(home=home.expanduser().absolute(), verbose=verbose)
 
 
+cli.add_command(auto_group)
 cli.add_command(config_group)
+cli.add_command(bench_command)
 cli.add_command(guard_cmd)
+cli.add_command(apply_policy_cmd)
+cli.add_command(demo_group)
+cli.add_command(log_action_cmd)
+cli.add_command(mine_cmd)
+cli.add_command(store_group)
+cli.add_command(train_cmd)
+cli.add_command(eval_cmd)
+
+
+PACKAGE_ERRORS = (("kernels.errors", "KernelError"), ("miner.errors", "MinerError"), ("policy.errors", "PolicyError"))
+
+
+def known_errors() -> tuple[type[BaseException], ...]:
+    """Our typed errors. A package never imported cannot have raised, so `grpo` need not import torch."""
+    found: list[type[BaseException]] = [GrpoError]
+    found += [getattr(sys.modules[mod], name) for mod, name in PACKAGE_ERRORS if mod in sys.modules]
+    return tuple(found)
 
 
 def exit_code(exc: BaseException) -> int:
@@ -83,14 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, click.Abort):
         click.echo("interrupted", err=True)
         return EXIT_INTERRUPTED
-    except (GrpoError, KernelError, MinerError, PolicyError) as exc:
+    except Exception as exc:  # ours get one line; an unexpected failure too, the traceback with -v
         if verbose:
             traceback.print_exc()
-        click.echo(f"error: {exc}", err=True)
-        return exit_code(exc)
-    except Exception as exc:  # an unexpected failure still gets one line; the traceback with -v
-        if verbose:
-            traceback.print_exc()
+        if isinstance(exc, known_errors()):
+            click.echo(f"error: {exc}", err=True)
+            return exit_code(exc)
         hint = "" if verbose else " (run with -v for the traceback)"
         click.echo(f"error: unexpected {type(exc).__name__}: {exc}{hint}", err=True)
         return EXIT_ERROR
