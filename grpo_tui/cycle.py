@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 
 from grpo_tui import guard
-from grpo_tui.atomic import write_bytes_atomic
+from miner.atomic import write_atomic as write_bytes_atomic
 from grpo_tui.config import AutoConfig
 from grpo_tui.cycles import append_cycle, next_cycle_number
 

@@ -24,7 +24,7 @@ import orjson
 from pydantic import ValidationError
 
 from grpo_tui import guard
-from grpo_tui.atomic import write_bytes_atomic
+from miner.atomic import write_atomic as write_bytes_atomic
 from grpo_tui.config import AutoConfig, GuardConfig
 from grpo_tui.control import ControlClient, ControlServer, probe, socket_path
 from grpo_tui.errors import GrpoError

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from grpo_tui.atomic import write_bytes_atomic
+from miner.atomic import write_atomic as write_bytes_atomic
 from grpo_tui.config import GuardConfig
 from grpo_tui.errors import ConfigError, GuardRefused
 from grpo_tui.stats import StatsSampler

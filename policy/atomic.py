@@ -1,6 +1,7 @@
 """Atomic writes for the policy package: a temp file in the same folder, fsync, then os.replace.
 
-(`grpo_tui.atomic` does the same for the operations side; policy may not import grpo_tui.)
+(`miner.atomic` does the same for the miner and the operations side; the import table lets policy
+import only `miner.schema` of the miner, so this small copy stays here.)
 """
 
 from __future__ import annotations

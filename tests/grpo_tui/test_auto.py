@@ -85,12 +85,11 @@ def test_detached_daemon_runs_cycles_that_continue_each_other(auto_home: Path) -
     assert first["cycle"] in numbers and second["cycle"] in numbers
     assert "unavailable" in reply["stats"]["gpus"] or reply["stats"]["gpus"]["devices"]
 
-    started = time.monotonic()
     stop = orjson.loads(grpo(home, "auto", "stop", "--json").stdout.strip().splitlines()[-1])
-    client_seconds = time.monotonic() - started
     assert stop["ok"] and stop["state"] in ("stopping", "idle")
-    # the CLI's own start-up is included; the request itself is answered at once
-    assert client_seconds < 2.0 or ControlClient(home, timeout=2.0).request("stop")["ok"]
+    started = time.monotonic()  # the request itself (the CLI adds its interpreter start-up)
+    assert ControlClient(home, timeout=2.0).request("stop")["ok"]
+    assert time.monotonic() - started < 2.0
 
     pid = reply["pid"]
     grpo(home, "auto", "shutdown")
