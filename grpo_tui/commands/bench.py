@@ -60,7 +60,7 @@ def bench_command(
     plot_path: Path | None,
     profile_dir: Path | None,
 ) -> None:
-    """Benchmark CASES (logprob, loss, fused-linear by default; also calibrate).
+    """Benchmark CASES (logprob, loss, fused-linear by default; also miner, train-step, tui, calibrate).
 
     Each (case, provider, tokens, vocab) runs in a fresh subprocess: time p20/p50/p80, peak extra
     memory, max abs error vs float64, ratios vs naive (and roofline % on CUDA).
