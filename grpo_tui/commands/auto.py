@@ -143,7 +143,7 @@ def shutdown(ctx: Ctx, wait: float, as_json: bool) -> None:
 
 
 def _when(ts: float | None) -> str:
-    return "-" if ts is None else datetime.fromtimestamp(ts).strftime("%m-%d %H:%M:%S")
+    return "-" if ts is None else datetime.fromtimestamp(ts).strftime("%H:%M:%S")
 
 
 @auto_group.command("status")
@@ -166,7 +166,7 @@ def status(ctx: Ctx, as_json: bool) -> None:
         table.add_column(col)
     for rec in reply["cycles"]:
         groups = ",".join(f"{k}={v}" for k, v in (rec.get("groups") or {}).items())
-        steps = ",".join(f"{k}:{v.get('from_step')}->{v.get('to_step')}" for k, v in (rec.get("trained") or {}).items())
+        steps = ",".join(f"{k} {v.get('from_step')}→{v.get('to_step')}" for k, v in (rec.get("trained") or {}).items())
         table.add_row(str(rec.get("cycle")), _when(rec.get("start")), _when(rec.get("end")), rec.get("outcome", "?"),
                       groups, steps, rec.get("reason", ""))
     Console().print(table)
