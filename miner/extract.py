@@ -159,34 +159,35 @@ def _decode_flat(fields: dict[bytes, bytes], max_bytes: int) -> dict | str:
     return rec
 
 
-def _prompt(rec: dict) -> str | None:
-    for name in CONTAINERS:
-        box = rec.get(name)
-        if box:
-            for key in PROMPT_KEYS:
-                value = box.get(key)
-                if type(value) is str and value and not value.isspace():
-                    return value
-    before = rec.get("state_before")
-    task = before.get("current_task") if before else None
-    if type(task) is str and task and not task.isspace():
-        return task
-    if type(task) is dict:
-        for key in PROMPT_KEYS:
-            value = task.get(key)
+def _first_text(box: dict | None, keys: tuple[str, ...]) -> str | None:
+    """The first non-blank string among `keys` of one container."""
+    if box:
+        for key in keys:
+            value = box.get(key)
             if type(value) is str and value and not value.isspace():
                 return value
     return None
 
 
+def _prompt(rec: dict) -> str | None:
+    for name in CONTAINERS:
+        value = _first_text(rec.get(name), PROMPT_KEYS)
+        if value is not None:
+            return value
+    before = rec.get("state_before")
+    task = before.get("current_task") if before else None
+    if type(task) is str and task and not task.isspace():
+        return task
+    if type(task) is dict:
+        return _first_text(task, PROMPT_KEYS)
+    return None
+
+
 def _text(rec: dict) -> str | None:
     for name in ("result", "parameters"):
-        box = rec.get(name)
-        if box:
-            for key in TEXT_KEYS:
-                value = box.get(key)
-                if type(value) is str and value and not value.isspace():
-                    return value
+        value = _first_text(rec.get(name), TEXT_KEYS)
+        if value is not None:
+            return value
     result = rec.get("result")
     if not result:
         return None
