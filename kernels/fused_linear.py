@@ -4,7 +4,12 @@
 entropy (N,) in chunks of `chunk_tokens` rows: the forward computes each chunk's logits into one reused
 (C, V) buffer, runs the backend's `logprobs_forward` on it and keeps only lse (N,); the backward
 recomputes each chunk's logits, turns them into dlogits in place with `logprobs_backward(out=chunk)`,
-and accumulates d_hidden (N, H) and d_weight (V, H) in fp32. The loss math on (B, T) is `kernels.loss`.
+and accumulates d_weight (V, H) in fp32. d_hidden = dlogits @ W has the vocabulary as its inner dimension
+(K = V, up to 150k terms): one fp32 GEMM over it carries an error of about sqrt(K) * 2^-24 relative that
+depends on the BLAS kernel, so it is summed over `VOCAB_BLOCK`-wide slices of the vocabulary, each an fp32
+GEMM with K = 1024 (error about sqrt(1024) * 2^-24 = 1.9e-6 relative, typically well under), and the
+slices are added in float64 (a (C, H) buffer, cheap next to the GEMMs). The loss math on (B, T) is
+`kernels.loss`.
 Peak extra memory: one (C, V) chunk buffer + d_weight in fp32 + the launchers' small temporaries.
 """
 
@@ -18,11 +23,20 @@ from .errors import OptionError, ShapeError
 from .loss import GRPOStats, check_options, grpo_loss_from_logp
 
 CHUNK_BYTES = 128 << 20  # the (C, V) logits chunk buffer: ~128 MiB whatever V is
+VOCAB_BLOCK = 1024  # inner-dimension slice of d_hidden = dlogits @ W (see the module docstring)
 
 
 def default_chunk_tokens(vocab: int, dtype: torch.dtype = torch.float32) -> int:
     """Rows per chunk so that the (C, V) logits buffer stays near CHUNK_BYTES."""
     return max(1, CHUNK_BYTES // (vocab * torch.finfo(dtype).bits // 8))
+
+
+def _blocked_mm(dlogits: Tensor, weight: Tensor) -> Tensor:
+    """(C, H) fp32 = dlogits (C, V) @ weight (V, H): fp32 GEMMs over VOCAB_BLOCK-wide slices of V, added in float64."""
+    acc = torch.zeros(dlogits.shape[0], weight.shape[1], dtype=torch.float64, device=dlogits.device)  # (C, H)
+    for lo in range(0, weight.shape[0], VOCAB_BLOCK):
+        acc += torch.mm(dlogits[:, lo : lo + VOCAB_BLOCK], weight[lo : lo + VOCAB_BLOCK]).float()
+    return acc.float()
 
 
 def _chunk_logits(hidden: Tensor, weight: Tensor, bias: Tensor | None, out: Tensor) -> Tensor:
@@ -68,7 +82,7 @@ class FusedLinearLogprobsFunction(torch.autograd.Function):
             logits = _chunk_logits(h, weight, bias, buf[: stop - start])  # (C, V)
             dlogits = ops.logprobs_backward(logits, ids[start:stop], lse[start:stop], grad_logp[start:stop], ctx.temperature, out=logits)
             if need_h:
-                d_hidden[start:stop] = torch.mm(dlogits, weight)  # (C, H)
+                d_hidden[start:stop] = _blocked_mm(dlogits, weight)  # (C, H)
             if need_w:
                 if dlogits.dtype == torch.float32:
                     d_weight.addmm_(dlogits.t(), h)  # (V, H) += (V, C) @ (C, H)

@@ -5,10 +5,14 @@ that only a few MiB of fp32 temporaries live at a time, whatever N and V are: no
 built except the `dlogits` the backward returns, and that one is written into `out`, which may be
 `logits` itself (in place). All math is fp32 whatever the logits dtype.
 
-Per chunk of rows, with x the raw logits and z = x / T:
-    m = max_v x,  e = exp((x - m) / T),  s = sum_v e
-    lse = m / T + log s,  logp = (x[id] - m) / T - log s,  entropy = lse - sum_v e * z / s
+Per chunk of rows, with x the raw logits and z = x / T, in the shifted form:
+    m = max_v x,  d = (x - m) / T <= 0,  e = exp(d),  s = sum_v e,  u = sum_v d * e
+    lse = m / T + log s,  logp = (x[id] - m) / T - log s,  entropy = log s - u / s
     dlogits = g / T * (onehot(id) - exp(z - lse))
+Both V-wide sums are ATen reductions accumulated in float64 (never a BLAS dot): their result does not
+depend on the summation order, so the CPU model, its vector width, the thread count and the row's
+alignment do not change it. What is left is the fp32 rounding of each term (d, exp(d), d * e: a few
+units in the last place, independent across terms) and the final rounding of each output to fp32.
 
 On CPU the row chunks are shared out among `torch.get_num_threads()` Python threads that each run
 single-threaded torch ops on their own L2-sized chunk (the ops release the GIL): one OpenMP barrier per
@@ -92,29 +96,28 @@ def logprobs_forward(logits: Tensor, ids: Tensor, temperature: float) -> tuple[T
     rows = min(_rows_per_chunk(vocab), n)
 
     def work() -> Callable[[int, int], None]:
-        exp_buf = torch.empty(rows, vocab, dtype=torch.float32, device=logits.device)  # (C, V)
-        upcast_buf = None if logits.dtype == torch.float32 else torch.empty_like(exp_buf)  # (C, V)
+        shift_buf = torch.empty(rows, vocab, dtype=torch.float32, device=logits.device)  # (C, V) d, then d * e
+        exp_buf = torch.empty_like(shift_buf)  # (C, V) e
 
         def run(start: int, stop: int) -> None:
-            x = logits[start:stop]  # (C, V)
-            if upcast_buf is not None:
-                x = upcast_buf[: stop - start].copy_(x)  # fp32 copy of a low-precision chunk
+            x = logits[start:stop]  # (C, V) raw logits, any float dtype
+            d = shift_buf[: stop - start]
+            if x.dtype != torch.float32:
+                x = d.copy_(x)  # fp32 (exact for bf16/fp16) before any arithmetic
             m = x.amax(dim=1, keepdim=True)  # (C, 1) max of the raw logits
-            e = torch.sub(x, m, out=exp_buf[: stop - start])  # (C, V)
+            picked = x.gather(1, ids[start:stop, None]).squeeze(1).double()  # (C,) raw logit of the chosen token
+            torch.sub(x, m, out=d)  # (C, V) in place when x is the fp32 copy
             if temperature != 1.0:
-                e.div_(temperature)
-            e.exp_()  # exp(z - max z)
-            ex = torch.stack([torch.dot(e_row, x_row) for e_row, x_row in zip(e, x)])  # (C,) sum_v e * x
-            # The (C,)-sized tail in float64: one rounding per output instead of three (|logp| ~ 30 has a
-            # 1.9e-6 fp32 ulp, so chained fp32 roundings alone would approach the 2e-6 error budget).
-            s = e.sum(dim=1).double()  # (C,)
+                d.div_(temperature)
+            e = torch.exp(d, out=exp_buf[: stop - start])  # (C, V) in (0, 1], 1 at the max
+            s = e.sum(dim=1, dtype=torch.float64)  # (C,) >= 1
+            u = d.mul_(e).sum(dim=1, dtype=torch.float64)  # (C,) <= 0
+            # The (C,)-sized tail in float64: one rounding per output, to fp32 at the end.
             log_s = s.log()  # (C,)
             m = m.squeeze(1).double()  # (C,)
-            picked = x.gather(1, ids[start:stop, None]).squeeze(1).double()  # (C,) raw logit of the chosen token
-            row_lse = m / temperature + log_s  # (C,)
-            lse[start:stop] = row_lse
+            lse[start:stop] = m / temperature + log_s
             logp[start:stop] = (picked - m) / temperature - log_s
-            entropy[start:stop] = row_lse - ex.double() / (s * temperature)  # lse - E_p[z]
+            entropy[start:stop] = log_s - u / s
 
         return run
 

@@ -88,7 +88,8 @@ def _logprobs_fwd_kernel(
     tok = tl.load(ids_ptr + row)
     valid = (tok >= 0) & (tok < V)
     x_tok = tl.load(row_ptr + tok, mask=valid, other=float("nan"))
-    logp = x_tok.to(tl.float32) * inv_temperature - lse
+    # Shifted form: (z_tok - m) - log s, not z_tok - lse, so the fp32 rounding of lse does not enter logp.
+    logp = (x_tok.to(tl.float32) * inv_temperature - m) - log_s
 
     tl.store(logp_ptr + row, logp)
     tl.store(lse_ptr + row, lse)
