@@ -101,6 +101,24 @@ class TrainConfig(_Config):
     bow_buckets: int = Field(1 << 16, ge=16, description="hashed feature buckets of the bow backend")
     seed: int = 0
     deterministic: bool = False
+    # online GRPO
+    online: bool = False
+    prompts: Path | None = None
+    num_generations: int = Field(8, ge=2)
+    prompts_per_step: int = Field(4, ge=1)
+    max_new_tokens: int = Field(64, ge=1)
+    top_p: float = Field(1.0, gt=0, le=1)
+    top_k: int = Field(0, ge=0)
+    mask_truncated: bool = False
+    mix_logged: int = Field(0, ge=0)
+    reward_fn: list[str] = Field(default_factory=list)
+    judge: Path | None = None
+    judge_device: str = "auto"
+    format_regex: str | None = None
+    overlong_buffer: int | None = Field(None, ge=1)
+    exec_timeout: float = Field(5.0, gt=0)
+    exec_memory_mb: int = Field(1024, ge=16)
+    log_samples: int = Field(0, ge=0)
     # outputs
     log_every: int = Field(1, ge=1)
     save_every: int = Field(100, ge=1)

@@ -42,6 +42,19 @@ class Encoded:
         return int(self.mask.sum().item())
 
 
+@dataclass
+class StepGroup:
+    """One group as a training step consumes it: logged (offline) or sampled and scored (online)."""
+
+    index: int  # the group's index in the dataset, or the prompt's in the prompt set
+    where: str  # how errors name it: "11 (data.jsonl:12)" or "prompt 3 (prompts.jsonl:4)"
+    enc: Encoded
+    rewards: list[float]  # (G,) one scalar per candidate, the advantages' input
+    old_logp: Tensor | None = None  # (G, T) the sampling policy's log-probs; None: captured before update 1
+    ref_logp: Tensor | None = None  # (G, T) the reference's; None without a KL term
+    samples: list[dict[str, Any]] = field(default_factory=list)  # online: per-sample record for samples.jsonl
+
+
 class Policy(Protocol):
     kind: str  # "bow" | "hf"
     max_tokens: int  # the constant T of dr_grpo's normalizer (1 for bow)

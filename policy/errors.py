@@ -19,3 +19,7 @@ class TrainingDiverged(PolicyError):
 
 class SettingsError(PolicyError, ValueError):
     """Trainer settings that cannot work together (e.g. --lr-step with --cosine)."""
+
+
+class RewardError(PolicyError):
+    """A reward function cannot be loaded, raised, or returned something unusable; the message names it."""

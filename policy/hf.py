@@ -5,7 +5,11 @@ A tokenizer without a pad token pads with its eos token (or gets a new <pad> tok
 embeddings when it has neither). Trained weights stay fp32 (on CUDA the forward runs under bf16
 autocast); a frozen LoRA base is loaded in bf16 on CUDA.
 Gradient checkpointing on request. With `lora_r > 0` LoRA adapters are added through peft (the `lora`
-extra) and only they train; the reference is then the base with adapters disabled.
+extra) and only they train; the reference is then the base with adapters disabled. Dropout is switched
+off in every module at load (TRL's disable_dropout): old, reference and current log-probs of the same
+tokens then agree, so the KL to an unchanged policy is exactly 0 and the ratio exactly 1.
+`freeze_reference()` keeps a frozen copy of the weights as loaded (full fine-tunes; online training
+needs reference log-probs of new completions every step).
 
 A group encodes to input_ids (G, P + T): the prompt's P tokens (the tokenizer's special tokens
 included), then each candidate's completion (at most `max_completion_tokens`, ending with eos),
@@ -42,6 +46,8 @@ class HFPolicy:
         """Wrap a loaded causal LM (already LoRA-wrapped when lora_r > 0) and its tokenizer."""
         self.net, self.tokenizer, self.device, self.base = net.to(device), tokenizer, device, base
         self.lora_r, self.lora_alpha, self.max_tokens = int(lora_r), float(lora_alpha), int(max_completion_tokens)
+        self.ref_net: Any = None  # frozen copy of the loaded weights, from freeze_reference()
+        disable_dropout(self.net)
         self.net.train()
 
     @classmethod
@@ -87,33 +93,43 @@ class HFPolicy:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def _hidden(self, enc: Encoded) -> Tensor:
+    def _hidden(self, enc: Encoded, lm: Any = None) -> Tensor:
         """Last hidden states at the positions that predict the completion tokens: (G, T, H)."""
         x = enc.inputs
-        lm = self._causal_lm()
+        lm = self._causal_lm() if lm is None else lm
         with self._autocast():
             out = lm.get_decoder()(input_ids=x["input_ids"], attention_mask=x["attention_mask"], use_cache=False)
         p, t = x["prompt_len"], enc.ids.shape[1]
         return out.last_hidden_state[:, p - 1 : p - 1 + t]  # (G, T, H)
 
-    def _head(self, dtype: torch.dtype) -> tuple[Tensor, Tensor | None]:
-        head = self._causal_lm().get_output_embeddings()
+    def _head(self, dtype: torch.dtype, lm: Any = None) -> tuple[Tensor, Tensor | None]:
+        head = (self._causal_lm() if lm is None else lm).get_output_embeddings()
         weight = head.weight if head.weight.dtype == dtype else head.weight.to(dtype)  # (V, H)
         bias = getattr(head, "bias", None)
         return weight, None if bias is None else bias.to(dtype)
 
     # -- the Policy interface ---------------------------------------------------------------------
 
-    def encode(self, prompt: str, texts: list[str]) -> Encoded:
+    def prompt_ids(self, prompt: str) -> list[int]:
+        """The prompt's token ids as the model sees it (the tokenizer's special tokens included)."""
+        return self.tokenizer(prompt, add_special_tokens=True)["input_ids"]
+
+    def completion_ids(self, text: str) -> list[int]:
+        """A logged completion's ids: at most max_completion_tokens, ending with eos."""
         tok = self.tokenizer
-        prompt_ids = tok(prompt, add_special_tokens=True)["input_ids"]
         eos = [] if tok.eos_token_id is None else [tok.eos_token_id]
-        comps = []
-        for text in texts:
-            ids = tok(text, add_special_tokens=False)["input_ids"][: self.max_tokens - len(eos)] + eos
-            comps.append(ids or [tok.pad_token_id])
-        g, p, t = len(texts), len(prompt_ids), max(len(c) for c in comps)
-        input_ids = torch.full((g, p + t), tok.pad_token_id, dtype=torch.int64)  # (G, P + T)
+        return tok(text, add_special_tokens=False)["input_ids"][: self.max_tokens - len(eos)] + eos
+
+    def encode(self, prompt: str, texts: list[str]) -> Encoded:
+        return self.encode_ids(self.prompt_ids(prompt), [self.completion_ids(t) for t in texts])
+
+    def encode_ids(self, prompt_ids: list[int], completions: list[list[int]]) -> Encoded:
+        """One group from token ids: input_ids (G, P + T) = prompt + completion, right-padded; the mask
+        covers each completion's own tokens (no eos is added here: a truncated sample stays truncated)."""
+        pad = self.tokenizer.pad_token_id
+        comps = [c or [pad] for c in completions]
+        g, p, t = len(comps), len(prompt_ids), max(len(c) for c in comps)
+        input_ids = torch.full((g, p + t), pad, dtype=torch.int64)  # (G, P + T)
         attention = torch.zeros(g, p + t, dtype=torch.int64)  # (G, P + T)
         mask = torch.zeros(g, t)  # (G, T)
         input_ids[:, :p] = torch.tensor(prompt_ids)
@@ -121,7 +137,7 @@ class HFPolicy:
         for i, c in enumerate(comps):
             input_ids[i, p : p + len(c)] = torch.tensor(c)
             attention[i, p : p + len(c)] = 1
-            mask[i, : len(c)] = 1.0
+            mask[i, : len(c)] = 1.0 if completions[i] else 0.0
         inputs = {"input_ids": input_ids.to(self.device), "attention_mask": attention.to(self.device), "prompt_len": p}
         return Encoded(ids=input_ids[:, p:].to(self.device), mask=mask.to(self.device), inputs=inputs)
 
@@ -137,18 +153,27 @@ class HFPolicy:
             beta=beta, temperature=opts.temperature, ratio_level=opts.ratio_level, normalizer=normalizer,
         )  # fmt: skip
 
-    def logprobs(self, enc: Encoded, temperature: float = 1.0) -> Tensor:
+    def logprobs(self, enc: Encoded, temperature: float = 1.0, lm: Any = None) -> Tensor:
         g = enc.ids.shape[0]
         with torch.no_grad():
-            hidden = self._hidden(enc)  # (G, T, H)
-            weight, bias = self._head(hidden.dtype)
+            hidden = self._hidden(enc, lm)  # (G, T, H)
+            weight, bias = self._head(hidden.dtype, lm)
             _, stats = fused_linear_grpo_loss(
                 hidden, weight, enc.ids, None, None, torch.zeros(g, device=self.device), enc.mask,
                 bias=bias, temperature=temperature,
             )  # fmt: skip
         return stats.logp  # (G, T)
 
+    def freeze_reference(self) -> None:
+        """Keep the weights as they are now as the reference (a frozen copy; LoRA needs none: adapters off)."""
+        if self.lora_r == 0 and self.ref_net is None:
+            import copy
+
+            self.ref_net = copy.deepcopy(self.net).eval().requires_grad_(False)
+
     def reference_logprobs(self, enc: Encoded, temperature: float = 1.0) -> Tensor:
+        if self.ref_net is not None:
+            return self.logprobs(enc, temperature, lm=self.ref_net)
         with self._adapters_off():
             return self.logprobs(enc, temperature)
 
@@ -197,6 +222,17 @@ class HFPolicy:
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "hf", "base": self.base, "lora_r": self.lora_r, "lora_alpha": self.lora_alpha}
+
+
+def disable_dropout(net: Any) -> None:
+    """Dropout off everywhere: nn.Dropout modules get p = 0, and attention modules that read a float
+    `attention_dropout` / `dropout` attribute at call time (Llama, Qwen2 under SDPA) get 0.0."""
+    for module in net.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+        for name in ("attention_dropout", "dropout"):
+            if isinstance(getattr(module, name, None), float):
+                setattr(module, name, 0.0)
 
 
 def add_lora(net: Any, r: int, alpha: float) -> Any:

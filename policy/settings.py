@@ -4,10 +4,12 @@
 builds it from the validated `grpo_tui.config.TrainConfig`, whose defaults are the CLI's single source
 (a test checks that the defaults here agree with it). Python callers (the scheduler) may build it directly.
 
-Step semantics: one step consumes `groups_per_step * grad_accum` groups with non-zero reward variance
+Step semantics (offline, the default): one step consumes `groups_per_step * grad_accum` groups with non-zero reward variance
 (one forward per group, gradients accumulated, one optimizer update per iteration); with
 `num_iterations = K` the step's batch is reused for K optimizer updates, with the old log-probs captured
-before the first. With `resume`, `steps` means that many MORE steps after the restored checkpoint's step.
+before the first. Online (`online=True`): one step samples `num_generations` completions for each of
+`prompts_per_step` prompts from the current policy, scores them, and makes `num_iterations` updates on
+them with the sampling log-probs as the old log-probs. With `resume`, `steps` means that many MORE steps after the restored checkpoint's step.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from torch import Tensor
 
 @dataclass
 class TrainSettings:
-    dataset: Path
+    dataset: Path | None
     out: Path
     model: str = "bow"  # "bow" | "tiny" | a local HF checkpoint dir (or hub id)
     val_dataset: Path | None = None
@@ -72,6 +74,24 @@ class TrainSettings:
     bow_buckets: int = 1 << 16
     seed: int = 0
     deterministic: bool = False
+    # online GRPO (policy.online): sample groups from the policy, score them with reward functions
+    online: bool = False
+    prompts: Path | None = None  # JSONL with a prompt field, or plain text; else the prompts of `dataset`
+    num_generations: int = 8
+    prompts_per_step: int = 4
+    max_new_tokens: int = 64
+    top_p: float = 1.0
+    top_k: int = 0
+    mask_truncated: bool = False
+    mix_logged: int = 0
+    reward_fn: list[str] = field(default_factory=list)  # module:function | file.py:function | builtin:NAME
+    judge: Path | None = None
+    judge_device: str = "auto"
+    format_regex: str | None = None
+    overlong_buffer: int | None = None
+    exec_timeout: float = 5.0
+    exec_memory_mb: int = 1024
+    log_samples: int = 0
     # outputs
     log_every: int = 1
     save_every: int = 100

@@ -1,7 +1,9 @@
 """The GRPO training loop: `train(settings, hooks) -> summary`.
 
-Per step (see policy.settings for what a step is): draw groups in the deterministic order of
-policy.sampler (zero-variance groups dropped and counted), compute group-relative advantages
+Per step (see policy.settings for what a step is): get the step's groups from the data source, either
+logged groups drawn in the deterministic order of policy.sampler (offline; zero-variance groups dropped
+and counted) or groups sampled from the current policy and scored (online, policy.online); compute
+group-relative advantages
 (policy.advantages), then for each of `num_iterations` updates: one forward + backward per group
 through the backend's kernels loss (normalised over the whole step, so the group losses sum to the
 step loss), clip the gradient norm, AdamW step. A step whose loss or gradient norm is not finite is
@@ -14,6 +16,10 @@ Resume (`settings.resume`): the newest intact checkpoint restores weights, optim
 RNG states, data position (kept when the dataset fingerprint matches, else restarted at 0) and step;
 metrics.jsonl is cut back to that step; then `steps` MORE steps run. Reference log-probs come from the
 base weights, computed before any checkpoint is restored (policy.reference).
+
+Online, a reward function that fails stops the run with a checkpoint of the last completed step and a
+RewardError naming the function and the sample; every `log_samples` steps the step's samples go to
+`<out>/samples.jsonl` (policy.samples, bounded).
 
 Test hook: with env GRPO_TEST_KILL_AFTER_SAVE=N the process SIGKILLs itself right after writing the
 step-N checkpoint (the exact-resume test uses it to die at a known point).
@@ -34,14 +40,17 @@ import torch
 
 from policy import checkpoint as ckpt
 from policy.advantages import group_advantages, has_variance
-from policy.backends import Encoded, LossOptions, Policy, load_policy
+from policy.backends import Encoded, LossOptions, Policy, StepGroup, load_policy
 from policy.data import Dataset, Group, load_dataset
-from policy.errors import PolicyError, SettingsError, TrainingDiverged
+from policy.errors import PolicyError, RewardError, SettingsError, TrainingDiverged
 from policy.evaluate import pairwise_accuracy
 from policy.manifest import build_manifest, write_manifest
 from policy.metrics import MetricsWriter, truncate_after
+from policy.online import OnlineSource
+from policy.prompts import PromptSet, load_prompts, prompts_from_groups
 from policy.reference import ReferenceCache
 from policy.reproducibility import deterministic_mode, rng_state, set_rng_state
+from policy.samples import SamplesWriter
 from policy.sampler import Sampler
 from policy.schedules import KLController, lr_factor
 from policy.settings import Hooks, TrainSettings
@@ -58,6 +67,17 @@ def check_settings(s: TrainSettings) -> None:
         raise SettingsError("--kl-adaptive needs a KL coefficient to adapt: set --beta or --kl-target above 0")
     if s.steps < 1 or s.groups_per_step < 1 or s.grad_accum < 1 or s.num_iterations < 1:
         raise SettingsError("steps, groups_per_step, grad_accum and num_iterations must be >= 1")
+    if s.online:
+        if s.prompts is None and s.dataset is None:
+            raise SettingsError("--online needs prompts: --prompts FILE (JSONL or text), or --dataset GROUPS.jsonl")
+        if not s.reward_fn and s.judge is None:
+            raise SettingsError("--online needs a reward: --reward-fn SPEC (repeatable) and/or --judge DIR")
+        if s.model == "bow":
+            raise SettingsError("--online samples completions: use a generative --model (tiny, or an HF checkpoint dir), not bow")
+        if s.num_generations < 2:
+            raise SettingsError("--num-generations must be >= 2: advantages compare completions of the same prompt")
+    elif s.dataset is None:
+        raise SettingsError("no dataset: pass --dataset FILE (or --online with --prompts FILE)")
 
 
 def _masked_mean(parts: list[tuple[torch.Tensor, torch.Tensor]]) -> float | None:
@@ -77,6 +97,7 @@ class Trainer:
         self.kl = KLController(settings.beta, settings.kl_warmup, settings.kl_target, settings.kl_adaptive, settings.kl_adaptive_target, settings.kl_horizon)
         self.step = self.nan_skips = self.consecutive = self.filtered_total = 0
         self.last_val: float | None = None
+        self.reward_history: list[float | None] = []
         self._enc: dict[tuple[str, int], Encoded] = {}
 
     # -- setup --------------------------------------------------------------------------------------
@@ -100,27 +121,52 @@ class Trainer:
         torch.manual_seed(s.seed)
         if not s.resume:
             self._check_fresh()
-        self.data = self._load_data(s.dataset)
         self.val = self._load_data(s.val_dataset) if s.val_dataset else None
-        if self.data.bad_lines:
-            log.warning("%s: skipped %d bad lines", s.dataset, self.data.bad_lines)
         self.policy: Policy = load_policy(
             s.model, out=self.out, device=s.device, lora_r=s.lora_r, lora_alpha=s.lora_alpha,
             gradient_checkpointing=s.gradient_checkpointing, max_completion_tokens=s.max_completion_tokens,
             bow_buckets=s.bow_buckets, seed=s.seed,
         )  # fmt: skip
-        eligible = [has_variance(g.rewards, s.reward_clip) for g in self.data.groups]
-        self.refs = ReferenceCache()
-        if s.beta > 0 or (s.kl_target or 0) > 0:  # reference = the weights as loaded, before any resume
-            self.refs.fill(self.policy, self.encode, [g for g, ok in zip(self.data.groups, eligible) if ok], s.temperature)
+        self.online = self._online_source() if s.online else None
+        if self.online is None:
+            self.data: Dataset | PromptSet = self._load_data(s.dataset)
+            eligible = [has_variance(g.rewards, s.reward_clip) for g in self.data.groups]
+            self.refs = ReferenceCache()
+            if s.beta > 0 or (s.kl_target or 0) > 0:  # reference = the weights as loaded, before any resume
+                self.refs.fill(self.policy, self.encode, [g for g, ok in zip(self.data.groups, eligible) if ok], s.temperature)
+        if self.data.bad_lines:
+            log.warning("%s: skipped %d bad lines", self.data.path, self.data.bad_lines)
         self.params = self.policy.trainable_parameters()
         self.optimizer = torch.optim.AdamW(self.params, lr=s.lr, weight_decay=s.weight_decay)
         position = self._resume() if s.resume else 0
-        try:
-            self.sampler = Sampler(len(self.data), s.seed, eligible, position)
-        except ValueError as exc:
-            raise PolicyError(f"{s.dataset}: {exc}") from exc
+        if self.online is not None:
+            self.online.sampler.position = position
+        else:
+            try:
+                self.sampler = Sampler(len(self.data), s.seed, eligible, position)
+            except ValueError as exc:
+                raise PolicyError(f"{s.dataset}: {exc}") from exc
         self.start_step, self.target_step = self.step, self.step + s.steps
+
+    def _online_source(self) -> OnlineSource:
+        """Prompts, reward functions (+ judge) and a frozen reference for online training."""
+        s = self.s
+        from policy.rewards import RewardFn, RewardOptions, load_reward_fns
+
+        self.data = prompts_from_groups(self._load_data(s.dataset)) if s.prompts is None else load_prompts(s.prompts)
+        options = RewardOptions(
+            format_regex=s.format_regex, max_new_tokens=s.max_new_tokens, overlong_buffer=s.overlong_buffer,
+            exec_timeout_s=s.exec_timeout, exec_memory_mb=s.exec_memory_mb,
+        )  # fmt: skip
+        fns = load_reward_fns(list(s.reward_fn), options)
+        if s.judge is not None:
+            from policy.judge import load_judge
+
+            fns.append(RewardFn(name="judge", fn=load_judge(s.judge, device=s.judge_device), spec=str(s.judge)))
+        if s.beta > 0 or (s.kl_target or 0) > 0:
+            self.policy.freeze_reference()  # the weights as loaded, before any resume
+        self.samples = SamplesWriter(self.out / "samples.jsonl")
+        return OnlineSource(s, self.policy, self.data, fns)
 
     def _check_fresh(self) -> None:
         if ckpt.list_checkpoints(self.ckpt_root) or (self.metrics.path.exists() and self.metrics.path.stat().st_size):
@@ -143,7 +189,7 @@ class Trainer:
         dropped = truncate_after(self.metrics.path, self.step)
         log.info("resumed from %s (step %d%s)", path, self.step, f"; dropped {dropped} later metrics lines" if dropped else "")
         if state["data"]["fingerprint"] != self.data.fingerprint:
-            log.info("dataset changed since %s: data order restarts at position 0", path.name)
+            log.info("dataset or prompts changed since %s: data order restarts at position 0", path.name)
             return 0
         return int(state["data"]["position"])
 
@@ -156,61 +202,62 @@ class Trainer:
             return float(sum(e.ids.shape[0] for e in encs) * self.policy.max_tokens)
         return float(max(1, sum(e.tokens for e in encs)))
 
-    def _train_step(self, groups: list[Group]) -> dict[str, Any]:
+    def _offline_group(self, g: Group) -> StepGroup:
+        ref = self.refs.get(g.gid, self.policy.device) if g.gid in self.refs else None
+        return StepGroup(g.gid, f"{g.gid} ({self.s.dataset}:{g.line})", self.encode(g), g.rewards, None, ref)
+
+    def _train_step(self, batch: list[StepGroup]) -> tuple[dict[str, Any], list[torch.Tensor]]:
         s, k = self.s, self.step  # k: 0-based index of this update
         lr = s.lr * lr_factor(k, warmup_steps=s.warmup_steps, lr_step=s.lr_step, lr_gamma=s.lr_gamma, cosine=s.cosine, total_steps=self.target_step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         coef = self.kl.coef(k)
-        advs = group_advantages([g.rewards for g in groups], baseline=s.adv_baseline, scale_rewards=s.scale_rewards, adv_clip=s.adv_clip, reward_clip=s.reward_clip)
-        encs = [self.encode(g) for g in groups]
-        refs = [self.refs.get(g.gid, self.policy.device) if g.gid in self.refs else None for g in groups]
+        advs = group_advantages([b.rewards for b in batch], baseline=s.adv_baseline, scale_rewards=s.scale_rewards, adv_clip=s.adv_clip, reward_clip=s.reward_clip)
+        encs = [b.enc for b in batch]
         norm = self._normalizer(encs)
-        old: list[torch.Tensor | None] = [None] * len(groups)
-        bad: list[Group] = []
+        old: list[torch.Tensor | None] = [b.old_logp for b in batch]
+        bad: list[StepGroup] = []
         grad_norm = loss_total = None
         for it in range(s.num_iterations):
             self.optimizer.zero_grad(set_to_none=True)
             loss_total, stats = 0.0, []
-            for i, (g, enc) in enumerate(zip(groups, encs)):
-                loss, st = self.policy.loss(enc, old[i], refs[i], advs[i], beta=coef, normalizer=norm, opts=self.opts)
+            for i, (b, enc) in enumerate(zip(batch, encs)):
+                loss, st = self.policy.loss(enc, old[i], b.ref_logp, advs[i], beta=coef, normalizer=norm, opts=self.opts)
                 if self.hooks.loss_hook is not None:
-                    loss = self.hooks.loss_hook(self.step + 1, g.gid, loss)
+                    loss = self.hooks.loss_hook(self.step + 1, b.index, loss)
                 if not torch.isfinite(loss):
-                    bad.append(g)
+                    bad.append(b)
                     continue
                 loss.backward()
                 loss_total += float(loss.detach())
                 stats.append((st, enc.mask))
-                if it == 0 and s.num_iterations > 1:
+                if it == 0 and s.num_iterations > 1 and old[i] is None:
                     old[i] = st.logp
             if not bad:
                 grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, s.max_grad_norm))
                 if not math.isfinite(grad_norm):
-                    bad = list(groups)
+                    bad = list(batch)
             if bad:
                 self.optimizer.zero_grad(set_to_none=True)
                 break
             self.optimizer.step()
         adv_all = torch.cat(advs)
-        rewards = torch.tensor([r for g in groups for r in g.rewards], dtype=torch.float64)
+        rewards = torch.tensor([r for b in batch for r in b.rewards], dtype=torch.float64)
         rec: dict[str, Any] = {
             "loss": None if bad else loss_total, "lr": lr, "kl_coef": coef, "grad_norm": grad_norm,
             "adv_mean": float(adv_all.mean()), "adv_std": float(adv_all.std(correction=0)),
             "reward_mean": float(rewards.mean()), "reward_std": float(rewards.std(correction=0)),
-            "groups": len(groups), "tokens": sum(e.tokens for e in encs) * s.num_iterations,
+            "groups": len(batch), "tokens": sum(e.tokens for e in encs) * s.num_iterations,
         }  # fmt: skip
         if not bad:
             rec["kl"] = _masked_mean([(st.kl, m) for st, m in stats])
             rec["clip_frac_low"] = _masked_mean([(st.clipped_low, m) for st, m in stats])
             rec["clip_frac_high"] = _masked_mean([(st.clipped_high, m) for st, m in stats])
+            rec["ratio_mean"] = _masked_mean([(st.ratio, m) for st, m in stats])
             if all(st.entropy is not None for st, _ in stats):
                 rec["entropy"] = _masked_mean([(st.entropy, m) for st, m in stats])
-        for name in sorted({a for g in groups for c in g.candidates for a in c.rewards}):
-            vals = [c.rewards[name] for g in groups for c in g.candidates if name in c.rewards]
-            rec[f"axis_{name}_mean"] = sum(vals) / len(vals)
-        rec["bad_groups"] = [g.gid for g in bad]
-        return rec
+        rec["bad_groups"] = [b.where for b in bad]
+        return rec, advs
 
     # -- the loop -----------------------------------------------------------------------------------
 
@@ -223,13 +270,16 @@ class Trainer:
     def _save(self, rec: dict[str, Any] | None) -> Path:
         state = {
             "step": self.step, "optimizer": self.optimizer.state_dict(), "kl_controller": self.kl.state_dict(),
-            "rng": rng_state(), "data": {"position": self.sampler.position, "fingerprint": self.data.fingerprint},
+            "rng": rng_state(), "data": {"position": self._position(), "fingerprint": self.data.fingerprint},
             "nan_skips": self.nan_skips, "target_step": self.target_step,
         }  # fmt: skip
         path = ckpt.save_checkpoint(self.ckpt_root, self.step, save_weights=self.policy.save, state=state, meta=self._meta(rec), keep=self.s.keep_checkpoints)
         if os.environ.get(KILL_ENV) == str(self.step):
             os.kill(os.getpid(), signal.SIGKILL)
         return path
+
+    def _position(self) -> int:
+        return self.online.position if self.online is not None else self.sampler.position
 
     def _validate(self) -> float | None:
         assert self.val is not None
@@ -249,12 +299,23 @@ class Trainer:
     def _step(self) -> tuple[dict[str, Any] | None, bool]:
         """One step, logged and guarded: (the record written or None, whether a stop was asked)."""
         s, t0 = self.s, time.perf_counter()
-        idxs, dropped = self.sampler.next_batch(s.groups_per_step * s.grad_accum)
-        values = self._train_step([self.data.groups[i] for i in idxs])
+        if self.online is not None:
+            batch, extra = self.online.next_step()
+            dropped = 0
+        else:
+            idxs, dropped = self.sampler.next_batch(s.groups_per_step * s.grad_accum)
+            groups = [self.data.groups[i] for i in idxs]
+            batch, extra = [self._offline_group(g) for g in groups], _axis_means(groups)
+        t1 = time.perf_counter()
+        values, advs = self._train_step(batch)
+        values.update(extra)
+        values["train_s"] = time.perf_counter() - t1
+        values["train_tokens_per_s"] = values["tokens"] / max(values["train_s"], 1e-9)
         self.step += 1
         self.filtered_total += dropped
+        self.reward_history.append(values.get("reward_mean"))
         bad = values.pop("bad_groups")
-        where = ", ".join(f"{gid} ({s.dataset}:{self.data.groups[gid].line})" for gid in bad)
+        where = ", ".join(bad)
         if bad:
             self.nan_skips += 1
             self.consecutive += 1
@@ -262,6 +323,8 @@ class Trainer:
         else:
             self.consecutive = 0
             self.kl.update(values.get("kl"))
+        if self.online is not None and s.log_samples and self.step % s.log_samples == 0:
+            self.samples.write(self.step, batch, advs)
         values.update(step=self.step, timestamp=time.time(), groups_filtered=dropped, nan_skips=self.nan_skips)
         values["tokens_per_s"] = values["tokens"] / max(time.perf_counter() - t0, 1e-9)
         last = self.step == self.target_step
@@ -286,7 +349,11 @@ class Trainer:
             self._setup()
             self._start()
             while self.step < self.target_step:
-                written, stop = self._step()
+                try:
+                    written, stop = self._step()
+                except RewardError:
+                    self._save(rec)  # the last completed step, so the run can be resumed once the function is fixed
+                    raise
                 rec = written or rec
                 if self.step % self.s.save_every == 0 or self.step == self.target_step or stop:
                     path = self._save(rec)
@@ -303,9 +370,25 @@ class Trainer:
             "nan_skips": self.nan_skips, "groups_filtered": self.filtered_total, "bad_lines": self.data.bad_lines,
             "blocked_candidates": self.data.blocked, "truncated_prompts": self.data.truncated_prompts,
             "val_pairwise_acc": self.last_val, "checkpoint": str(path) if path else None,
+            "reward_first": _mean(self.reward_history[:10]), "reward_last": _mean(self.reward_history[-10:]),
+            "mode": "online" if self.online is not None else "offline",
             "metrics": str(self.metrics.path), "manifest": str(self.out / "manifest.json"),
             "dataset_fingerprint": self.data.fingerprint, "model": self.policy.describe(), "elapsed_s": elapsed,
         }  # fmt: skip
+
+
+def _axis_means(groups: list[Group]) -> dict[str, float]:
+    """axis_<name>_mean over the candidates' named reward axes (offline data)."""
+    out = {}
+    for name in sorted({a for g in groups for c in g.candidates for a in c.rewards}):
+        vals = [c.rewards[name] for g in groups for c in g.candidates if name in c.rewards]
+        out[f"axis_{name}_mean"] = sum(vals) / len(vals)
+    return out
+
+
+def _mean(values: list[float | None]) -> float | None:
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return sum(finite) / len(finite) if finite else None
 
 
 def _backend() -> str:

@@ -80,6 +80,23 @@ HELP: dict[str, str] = {
     "bow_buckets": "Hashed feature buckets of the bow backend.",
     "seed": "Seed of the data order and initialisation.",
     "deterministic": "Deterministic torch algorithms (bit-exact resume).",
+    "online": "Online GRPO: sample --num-generations completions per prompt from the policy and score them.",
+    "prompts": "Online prompts: JSONL with a 'prompt' field (other fields go to the reward functions) or one per line.",
+    "num_generations": "Online: completions sampled per prompt (G).",
+    "prompts_per_step": "Online: prompts per step (P); a step trains on P x G completions.",
+    "max_new_tokens": "Online: token limit per sampled completion (one that hits it is truncated).",
+    "top_p": "Online: nucleus sampling (1 = off).",
+    "top_k": "Online: top-k sampling (0 = off).",
+    "mask_truncated": "Online: drop completions that hit --max-new-tokens from the loss.",
+    "mix_logged": "Online with --dataset: up to N logged candidates join each sampled group.",
+    "reward_fn": "Online reward function, repeatable: module:function, path/file.py:function or builtin:exec_tests|format|overlong.",
+    "judge": "Online: a frozen reward model dir (HF sequence classifier with one label, or `grpo train-judge` output).",
+    "judge_device": "Device of the judge: auto, cpu, cuda or cuda:N.",
+    "format_regex": "builtin:format: reward 1 when the completion matches this regex.",
+    "overlong_buffer": "builtin:overlong: soft-penalty zone in tokens before --max-new-tokens [default: a quarter of it].",
+    "exec_timeout": "builtin:exec_tests: wall-time limit per completion, seconds.",
+    "exec_memory_mb": "builtin:exec_tests: address-space limit per completion, MiB.",
+    "log_samples": "Online: every N steps append the step's samples to <out>/samples.jsonl (0 = off).",
     "log_every": "Steps between metrics records.",
     "save_every": "Steps between checkpoints (one is always written at the end).",
     "keep_checkpoints": "Checkpoints kept (newest).",
@@ -117,10 +134,14 @@ def config_options(names: list[str] | None = None) -> Callable[[Callable[..., An
             kind = _unwrap(field.annotation)
             flag = "--" + name.replace("_", "-")
             default = field.default_factory() if field.default_factory else field.default
-            shown = "" if default in (None, {}) else f" [default: {default}]"
+            shown = "" if default in (None, {}, []) else f" [default: {default}]"
             extra: dict[str, Any] = {"default": None, "help": HELP.get(name, "") + shown}
             if kind is bool:
                 func = click.option(f"{flag}/--no-{flag[2:]}", name, **extra)(func)
+                continue
+            if typing.get_origin(kind) is list:  # reward_fn: a repeatable flag
+                extra.update(multiple=True, default=None, metavar="SPEC")
+                func = click.option(flag, name, **extra)(func)
                 continue
             if typing.get_origin(kind) is typing.Literal:
                 extra["type"] = click.Choice(typing.get_args(kind))
@@ -140,8 +161,8 @@ def settings_from_config(cfg: TrainConfig, *, home: Path, resume: bool = False) 
     """The trainer's settings from a validated TrainConfig (out defaults to the home folder)."""
     from policy.settings import TrainSettings
 
-    if cfg.dataset is None:
-        raise UsageError("no dataset: pass --dataset FILE (or set dataset in --config-file)")
+    if cfg.dataset is None and not (cfg.online and cfg.prompts is not None):
+        raise UsageError("no dataset: pass --dataset FILE (or set dataset in --config-file; online: --prompts FILE)")
     values = {f.name: getattr(cfg, f.name) for f in fields(TrainSettings) if f.name in TrainConfig.model_fields}
     values.update(out=cfg.out or home, resume=resume)
     return TrainSettings(**values)
@@ -216,6 +237,7 @@ def train_cmd(ctx: Ctx, config_file: Path | None, preset: str | None, resume: bo
 
     if flags.get("reward_weights") is not None:
         flags["reward_weights"] = parse_weights(flags["reward_weights"])
+    flags["reward_fn"] = list(flags["reward_fn"]) or None  # an empty repeatable flag is unset
     cfg = load_config(TrainConfig, config_file=config_file, flags=flags, preset_name=preset)
     settings = settings_from_config(cfg, home=ctx.home, resume=resume)
     bar = ProgressBar() if not as_json and sys.stderr.isatty() else None

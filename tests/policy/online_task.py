@@ -1,0 +1,20 @@
+"""Reward functions for the online tests, loaded by spec (`path/to/online_task.py:NAME`) as a user's would be.
+
+The task is prompt-conditional: each prompt names a letter (column `target`) and the reward is the share
+of the completion's characters equal to it, so a policy that ignores the prompt gets at most the mean
+over targets of hitting the one letter it always writes: 1 / (number of targets).
+"""
+
+from __future__ import annotations
+
+
+def letter_rate(prompts, completions, target, **_):
+    return [sum(ch == t for ch in c) / max(len(c), 1) for c, t in zip(completions, target)]
+
+
+def length(prompts, completions, **_):
+    return [float(len(c)) for c in completions]
+
+
+def explode(prompts, completions, **_):
+    return [1.0 / (len(c) > 10**9) for c in completions]  # ZeroDivisionError on every sample
