@@ -3,7 +3,9 @@
 Columns: time p20/p50/p80 in ms over the repeats; peak extra MiB over the footprint of the inputs
 (fresh subprocess per row); max abs err against float64 over all outputs (loss and gradients);
 time and memory as a multiple of `naive` at the same size; on CUDA, roofline = achieved bandwidth
-(minimum bytes moved / p50 time) as a fraction of the device's peak.
+(minimum bytes moved / p50 time) as a fraction of the device's peak. A case with an `extra` hook gets
+a second table of its own numbers (`extra_tables`: one column per key of the rows' `extra`, the same
+names as in the JSON), e.g. `rollout`'s generation and update tokens/s and its step-time split.
 """
 
 from __future__ import annotations
@@ -43,6 +45,30 @@ def cases_table(rows: list[dict[str, Any]], device: str) -> Table:
             cells.append(_num(None if r.get("roofline") is None else 100 * r["roofline"], ".1f"))
         table.add_row(*head, *cells)
     return table
+
+
+def _extra_num(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 1000 else format(value, ".4g")
+    return "-" if value is None else str(value)
+
+
+def extra_tables(rows: list[dict[str, Any]]) -> list[Table]:
+    """One table per case whose rows carry `extra`: case, provider, tokens, then each extra key."""
+    by_case: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        if r.get("extra") and "error" not in r:
+            by_case.setdefault(r["case"], []).append(r)
+    tables = []
+    for case, case_rows in by_case.items():
+        keys = list(dict.fromkeys(k for r in case_rows for k in r["extra"]))
+        table = Table(title=f"{case}: the case's own numbers (JSON `extra`)")
+        for name in ["case", "provider", "tokens", *keys]:
+            table.add_column(name, justify="left" if name in ("case", "provider") else "right")
+        for r in case_rows:
+            table.add_row(r["case"], r["provider"], str(r["tokens"]), *[_extra_num(r["extra"].get(k)) for k in keys])
+        tables.append(table)
+    return tables
 
 
 def aot_table(rows: list[dict[str, Any]]) -> Table:

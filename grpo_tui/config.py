@@ -2,7 +2,11 @@
 
 Precedence, lowest first: model defaults < preset (train only) < `--config-file` YAML < command-line
 flags. An unknown key fails naming the file, the key and the closest valid key; a wrong type fails
-naming the field and the expected type. Both raise `ConfigError` (exit code 2).
+naming the field and the expected type; a broken cross-key rule (RULE) fails with its own message. All
+raise `ConfigError` (exit code 2).
+
+The auto config's `train:` section (AutoTrainConfig) is a TrainConfig of the keys the user set, plus
+`mode: offline | online`; its keys win over the top-level auto shorthands (AutoConfig.train_value).
 """
 
 from __future__ import annotations
@@ -10,10 +14,12 @@ from __future__ import annotations
 import difflib
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, ValidationError, field_validator,
+                      model_serializer, model_validator)
+from pydantic_core import PydanticCustomError
 
 from grpo_tui.errors import ConfigError
 
@@ -23,6 +29,13 @@ Level = Literal["global", "signature", "patch"]
 
 class _Config(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+RULE = "config_rule"  # the error type of a cross-key rule; its message names the keys itself
+
+
+def _rule(message: str) -> PydanticCustomError:
+    return PydanticCustomError(RULE, "{message}", {"message": message})
 
 
 class GuardConfig(_Config):
@@ -125,8 +138,56 @@ class TrainConfig(_Config):
     keep_checkpoints: int = Field(3, ge=1)
 
 
+class AutoTrainConfig(TrainConfig):
+    """The auto config's `train:` section: `mode` plus any `grpo train` key, forwarded to each level's trainer.
+
+    Only the keys set here are forwarded (and dumped: the section serialises as its set keys, so it
+    survives the trip to the scheduler as written). They win over the top-level auto keys of the
+    same name (model, device, steps, lr, lr_step, lr_gamma, beta, kl_warmup, kl_target). `mode:
+    online` trains online (`grpo train --online`) on the prompts of the groups the cycle has just
+    mined (the level's dataset). Keys the cycle owns per level are refused (OWNED). Relative paths
+    are made absolute where the config is read, since the scheduler host may run elsewhere.
+    """
+
+    OWNED: ClassVar[dict[str, str]] = {
+        "dataset": "is set by the auto cycle: each level trains on the groups just mined (auto/<level>.jsonl); remove it",
+        "out": "is set by the auto cycle: each level trains in auto/ckpts_<level>/; remove it",
+        "resume": "is set by the auto cycle: every cycle resumes the level's last checkpoint; remove it",
+        "online": "comes from train.mode: write `mode: online` (or `mode: offline`) instead",
+    }
+
+    mode: Literal["offline", "online"] = "offline"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_owned(cls, data: Any) -> Any:
+        for key in data if isinstance(data, dict) else ():
+            if key in cls.OWNED:
+                raise _rule(f"train.{key} {cls.OWNED[key]}")
+        return data
+
+    @field_validator("val_dataset", "prompts", "judge", "blocklist")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser().absolute()
+
+    @model_serializer(mode="wrap")
+    def _set_keys_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return {k: v for k, v in handler(self).items() if k in self.model_fields_set}
+
+    def overrides(self) -> dict[str, Any]:
+        """The `grpo train` keys to forward (JSON-ready): the keys set here, `online: true` in online mode."""
+        keys = {k: v for k, v in self.model_dump(mode="json").items() if k != "mode"}
+        return (keys | {"online": True}) if self.mode == "online" else keys
+
+
 class AutoConfig(_Config):
-    """Auto mode: one cycle = guard check, mine since the cursor, train each level, nudge policy."""
+    """Auto mode: one cycle = guard check, mine since the cursor, train each level, nudge policy.
+
+    The top-level model, device, steps, lr, lr_step, lr_gamma, beta, kl_warmup and kl_target are
+    shorthands of the same `grpo train` keys; a key set in the `train:` section wins over its
+    shorthand (`train_value`).
+    """
 
     period_sec: float = Field(300.0, gt=0)
     hours: float = Field(24.0, gt=0)
@@ -147,6 +208,21 @@ class AutoConfig(_Config):
     beta: float = Field(0.04, ge=0)
     kl_warmup: int = Field(0, ge=0)
     kl_target: float | None = Field(None, ge=0)
+    train: AutoTrainConfig = Field(default_factory=AutoTrainConfig)
+
+    @model_validator(mode="after")
+    def _online_needs(self) -> AutoConfig:
+        if self.train.mode != "online":
+            return self
+        if self.train_value("model") == "bow":
+            raise _rule("train.mode online samples completions: set model (or train.model) to tiny or an HF model dir, not bow")
+        if not self.train.reward_fn and self.train.judge is None:
+            raise _rule("train.mode online needs a reward: set train.reward_fn (e.g. [builtin:format]) and/or train.judge")
+        return self
+
+    def train_value(self, key: str) -> Any:
+        """The value a level's trainer gets for a top-level train key: the section's when set there."""
+        return getattr(self.train, key) if key in self.train.model_fields_set else getattr(self, key)
 
 
 C = TypeVar("C", bound=_Config)
@@ -177,24 +253,46 @@ def preset(name: str) -> dict[str, Any]:
     return yaml.safe_load(text) or {}
 
 
+def parse_mapping(text: str, source: str) -> dict[str, Any]:
+    """A YAML flow mapping typed on one line ('a: 1, b: [x, y]', braces optional); blank text is {}."""
+    text = text.strip()
+    if not text:
+        return {}
+    try:
+        data = yaml.safe_load(text if text.startswith("{") else "{" + text + "}")
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise ConfigError(f"{source}: {problem}; write 'key: value, key: [a, b]' (quote values with ',' or ':')") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected 'key: value, ...', got {text!r}")
+    return data
+
+
 def _closest(key: str, valid: list[str]) -> str:
     match = difflib.get_close_matches(key, valid, n=1, cutoff=0.0)
     return match[0] if match else valid[0]
 
 
 def _explain(model: type[_Config], exc: ValidationError, source: str) -> str:
+    return f"{source}: {describe(model, exc)}"
+
+
+def describe(model: type[BaseModel], exc: ValidationError) -> str:
+    """The first error of `exc` as one line that names the key and the fix (the forms show it too)."""
     err = exc.errors()[0]
     loc = [str(p) for p in err["loc"]]
     field = ".".join(loc)
+    if err["type"] == RULE:
+        return err["msg"]
     if err["type"] == "extra_forbidden":
         owner: type[BaseModel] = model
         for part in loc[:-1]:
             annotation = owner.model_fields[part].annotation
             owner = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else owner
-        valid = sorted(owner.model_fields)
-        return f"{source}: unknown key {field!r}; did you mean {_closest(loc[-1], valid)!r}?"
+        valid = sorted(k for k in owner.model_fields if k not in getattr(owner, "OWNED", {}))
+        return f"unknown key {field!r}; did you mean {_closest(loc[-1], valid)!r}?"
     expected = _annotation(model, loc)
-    return f"{source}: {field}: expected {expected}, got {err.get('input')!r} ({err['msg']})"
+    return f"{field}: expected {expected}, got {err.get('input')!r} ({err['msg']})"
 
 
 def _annotation(model: type[BaseModel], loc: list[str]) -> str:

@@ -5,6 +5,10 @@ Mined groups accumulate per level in `auto/pending_<level>.jsonl` until there ar
 training succeeds are they cleared, so every mined group is trained on once even when a cycle
 mines only a few or a training fails.
 
+Each level's trainer gets the top-level train keys as flags and the auto config's `train:` section as
+`auto/train_<level>.yaml` (`--config-file`; `mode: online` writes `online: true`, so an online level
+samples completions for the prompts of the groups it has just mined); see `train_args`.
+
 Mining and training run as child processes of the host (`python -m grpo_tui.cli ...`), so a trainer
 crash or out-of-memory kill fails that cycle with its reason recorded and the scheduler goes on.
 A stop request sends the running child SIGTERM (the trainer checkpoints and exits) and SIGKILL
@@ -25,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import yaml
 
 from grpo_tui import guard
 from miner.atomic import write_atomic as write_bytes_atomic
@@ -109,15 +114,7 @@ class SubprocessCycleRunner:
         return summary
 
     def _train(self, cfg: AutoConfig, level: str, stop: threading.Event, n: int) -> dict[str, Any]:
-        dataset, out = level_paths(self.home, level)
-        args = ["train", "--dataset", str(dataset), "--out", str(out), "--model", cfg.model, "--device", cfg.device,
-                "--steps", str(cfg.steps), "--resume", "--lr", str(cfg.lr), "--beta", str(cfg.beta),
-                "--kl-warmup", str(cfg.kl_warmup), "--json"]
-        if cfg.lr_step:
-            args += ["--lr-step", str(cfg.lr_step), "--lr-gamma", str(cfg.lr_gamma)]
-        if cfg.kl_target is not None:
-            args += ["--kl-target", str(cfg.kl_target)]
-        return self._run_child(self._grpo(*args), f"cycle_{n:05d}_train_{level}", stop)
+        return self._run_child(self._grpo(*train_args(self.home, cfg, level)), f"cycle_{n:05d}_train_{level}", stop)
 
     def _apply_policy(self, cfg: AutoConfig, stop: threading.Event, n: int) -> dict[str, Any]:
         workspace = cfg.workspace or Path.cwd()
@@ -190,6 +187,40 @@ class SubprocessCycleRunner:
             record["trained"][level] = {"from_step": result.get("start_step"), "to_step": result.get("step"),
                                         "loss": result.get("loss"), "checkpoint": result.get("checkpoint")}
         return "ok", f"trained {', '.join(ready)}"
+
+
+def train_args(home: Path, cfg: AutoConfig, level: str) -> list[str]:
+    """`grpo train` arguments of one level: its dataset and run dir, `--resume`, the top-level train keys as
+    flags, and the `train:` section (if any) as `--config-file auto/train_<level>.yaml`. A section key
+    wins over its top-level shorthand, whose flag is then left out (flags would beat the file)."""
+    dataset, out = level_paths(home, level)
+    section = cfg.train.overrides()
+    args = ["train", "--dataset", str(dataset), "--out", str(out)]
+
+    def put(key: str, value: Any) -> None:
+        if key not in section:
+            args.extend(["--" + key.replace("_", "-"), str(value)])
+
+    put("model", cfg.model)
+    put("device", cfg.device)
+    put("steps", cfg.steps)
+    args.append("--resume")
+    put("lr", cfg.lr)
+    put("beta", cfg.beta)
+    put("kl_warmup", cfg.kl_warmup)
+    args.append("--json")
+    if cfg.train_value("lr_step"):
+        put("lr_step", cfg.lr_step)
+        put("lr_gamma", cfg.lr_gamma)
+    if cfg.train_value("kl_target") is not None:
+        put("kl_target", cfg.kl_target)
+    path = Path(home) / AUTO / f"train_{level}.yaml"
+    if section:
+        write_bytes_atomic(path, yaml.safe_dump(section, sort_keys=True).encode())
+        args += ["--config-file", str(path)]
+    else:
+        path.unlink(missing_ok=True)  # no stale section beside a run that did not use one
+    return args
 
 
 def pending_path(home: Path, level: str) -> Path:

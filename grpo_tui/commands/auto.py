@@ -1,4 +1,9 @@
-"""`grpo auto serve|start|status|stop|shutdown`: the scheduler host and its thin control clients."""
+"""`grpo auto serve|start|status|stop|shutdown`: the scheduler host and its thin control clients.
+
+`serve` and `start` take the auto config as `--config-file` (AutoConfig YAML, `train:` section
+included) under per-key flags; `--train-mode` and `--train '{key: value, ...}'` (a YAML flow mapping
+of `grpo train` keys) set the `train:` section from the command line, over the file's.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
-from grpo_tui.config import AutoConfig, load_config
+from grpo_tui.config import AutoConfig, load_config, parse_mapping
 from grpo_tui.context import Ctx, pass_ctx
 from grpo_tui.control import ControlClient, DaemonNotRunning, probe, socket_path
 from grpo_tui.errors import GrpoError, UsageError
@@ -32,6 +37,11 @@ CONFIG_OPTIONS = [
     click.option("--workspace", type=click.Path(path_type=Path, file_okay=False), help="Where .dspy_policy.yaml goes."),
     click.option("--lr", type=float),
     click.option("--beta", type=float),
+    click.option("--train-mode", type=click.Choice(["offline", "online"]),
+                 help="Train each level offline on the mined candidates, or online on the mined prompts."),
+    click.option("--train", "train_keys", metavar="YAML",
+                 help="`grpo train` keys for each level as a YAML flow mapping, e.g. "
+                      "'{reward_fn: [builtin:format], num_generations: 4}'; they win over --steps, --model, --lr, --beta."),
 ]
 
 
@@ -44,6 +54,12 @@ def config_options(fn: Any) -> Any:
 def build_config(config_file: Path | None, **flags: Any) -> AutoConfig:
     if flags.get("levels"):
         flags["levels"] = [part.strip() for part in flags["levels"].split(",") if part.strip()]
+    train = parse_mapping(flags.pop("train_keys", None) or "", "--train")
+    if flags.get("train_mode"):
+        train["mode"] = flags["train_mode"]
+    flags.pop("train_mode", None)
+    if train:
+        flags["train"] = train
     return load_config(AutoConfig, config_file=config_file, flags=flags)
 
 
@@ -103,7 +119,8 @@ def start(ctx: Ctx, config_file: Path | None, detach: bool, as_json: bool, **fla
         spawned = spawn_daemon(ctx.home)
     reply = _checked(ControlClient(ctx.home).request("start", config=request_config(cfg)))
     reply["daemon_pid"] = spawned
-    _echo(reply, as_json, f"auto mode started (every {cfg.period_sec:g} s, {cfg.mode}, model {cfg.model})"
+    _echo(reply, as_json, f"auto mode started (every {cfg.period_sec:g} s, {cfg.mode}, model {cfg.train_value('model')}, "
+                          f"train {cfg.train.mode})"
           + (f"; daemon pid {spawned}" if spawned else ""))
 
 

@@ -35,9 +35,9 @@ def _int_list(minimum: int):
 
 @click.command("bench")
 @click.argument("cases", nargs=-1, metavar="[CASES]...")
-@click.option("--tokens", multiple=True, metavar="N[,N..]", callback=_int_list(1), help="Token counts N (comma-separated or repeated); default per case.")
+@click.option("--tokens", multiple=True, metavar="N[,N..]", callback=_int_list(1), help="Token counts N (comma-separated or repeated); default per case (rollout: max new tokens per completion, 16).")
 @click.option("--vocab", multiple=True, metavar="V[,V..]", callback=_int_list(2), help="Vocabulary sizes V, any value; default 50257,128256,151936.")
-@click.option("--hidden", type=click.IntRange(min=1), help="Hidden size H for fused-linear (default 256).")
+@click.option("--hidden", type=click.IntRange(min=1), help="Hidden size H: fused-linear (default 256); train-step and rollout, the model's (default 64).")
 @click.option("--dtype", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True, help="Logits / hidden / weight dtype.")
 @click.option("--provider", "providers", multiple=True, metavar="NAME", help="Only these providers (repeatable): ours, naive, trl, liger.")
 @click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True, help="Timed runs per row.")
@@ -60,7 +60,7 @@ def bench_command(
     plot_path: Path | None,
     profile_dir: Path | None,
 ) -> None:
-    """Benchmark CASES (logprob, loss, fused-linear by default; also miner, train-step, tui, calibrate).
+    """Benchmark CASES (logprob, loss, fused-linear by default; also miner, train-step, rollout, tui, calibrate).
 
     Each (case, provider, tokens, vocab) runs in a fresh subprocess: time p20/p50/p80, peak extra
     memory, max abs error vs float64, ratios vs naive (and roofline % on CUDA).
@@ -107,6 +107,8 @@ def bench_command(
         aot_rows = compile_report(list(ARCHS))
     if rows:
         out.print(report.cases_table(rows, device))
+        for table in report.extra_tables(rows):
+            out.print(table)
     if aot_rows:
         out.print(report.aot_table(aot_rows))
     for row in rows:

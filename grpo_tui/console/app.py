@@ -229,8 +229,10 @@ class GrpoConsole(App[str]):
         if config is None:
             return
         config.pop("guard", None)  # thresholds are edited with `g`; the form never overwrites guard.json
+        train = config.get("train") or {}
         self.send("start", lambda r: f"auto mode {r.get('state', 'started')}: every {config['period_sec']:g} s, "
-                                     f"{config['mode']}, model {config['model']}", config=config)
+                                     f"{config['mode']}, model {train.get('model', config['model'])}, "
+                                     f"train {train.get('mode', 'offline')}", config=config)
 
     def action_stop_auto(self) -> None:
         self.send("stop", lambda r: r.get("message") or f"auto mode {r.get('state', 'stopping')}")

@@ -2,13 +2,16 @@
 
 The forms validate with the same pydantic models the CLI uses (`AutoConfig`, `GuardConfig`): an
 invalid field keeps the form open with the error under it; a valid one dismisses with the plain dict
-to send to the scheduler. Escape cancels (dismisses with None).
+to send to the scheduler. Escape cancels (dismisses with None). The start form's `train:` section is a
+mode select plus one line of `grpo train` keys written as a YAML flow mapping, the same text
+`grpo auto start --train` takes.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import yaml
 from pydantic import BaseModel, ValidationError
 from rich.table import Table
 from rich.text import Text
@@ -18,13 +21,8 @@ from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
-from grpo_tui.config import AutoConfig, GuardConfig
-
-
-def explain(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"]) or "config"
-    return f"{where}: {err['msg']}"
+from grpo_tui.config import AutoConfig, GuardConfig, describe, parse_mapping
+from grpo_tui.errors import ConfigError
 
 
 class HelpScreen(ModalScreen[None]):
@@ -86,13 +84,23 @@ class _Form(ModalScreen[dict[str, Any] | None]):
         try:
             model = self.MODEL.model_validate(self.values())
         except ValidationError as exc:
-            self.query_one("#form-error", Label).update(Text(f"✗ invalid: {explain(exc)}", style="bold red"))
+            self.query_one("#form-error", Label).update(Text(f"✗ invalid: {describe(self.MODEL, exc)}", style="bold red"))
+            return
+        except ConfigError as exc:  # a field that is parsed before validation (the train keys)
+            self.query_one("#form-error", Label).update(Text(f"✗ invalid: {exc}", style="bold red"))
             return
         self.dismiss(model.model_dump(mode="json"))
 
 
 def _text(value: Any) -> str:
     return "" if value is None else str(value)
+
+
+def flow_text(keys: dict[str, Any]) -> str:
+    """{'a': 1, 'b': ['x']} -> 'a: 1, b: [x]': one editable line, read back by `parse_mapping`."""
+    if not keys:
+        return ""
+    return yaml.safe_dump(keys, default_flow_style=True, sort_keys=False, width=1 << 16).strip()[1:-1]
 
 
 class StartAutoScreen(_Form):
@@ -127,6 +135,13 @@ class StartAutoScreen(_Form):
         yield Input(_text(cfg["model"]), id="model", compact=True, placeholder="bow, tiny or a model dir")
         yield Label("device")
         yield Input(_text(cfg["device"]), id="device", compact=True)
+        train = dict(cfg.get("train") or {})
+        yield Label("train mode")
+        yield Select([("offline: the mined candidates", "offline"), ("online: sample, score with rewards", "online")],
+                     value=train.pop("mode", "offline"), allow_blank=False, id="train_mode", compact=True)
+        yield Label("train keys")
+        yield Input(flow_text(train), id="train_keys", compact=True,
+                    placeholder="reward_fn: [builtin:format], num_generations: 4")
         yield Label("policy nudges")  # words, not a tick box: the state must read without colour
         yield Select([("no: do not write .dspy_policy.yaml", False), ("yes: apply after training", True)],
                      value=bool(cfg["apply_policy"]), allow_blank=False, id="apply_policy", compact=True)
@@ -138,6 +153,10 @@ class StartAutoScreen(_Form):
         out["model"] = self.query_one("#model", Input).value.strip()
         out["device"] = self.query_one("#device", Input).value.strip()
         out["apply_policy"] = self.query_one("#apply_policy", Select).value
+        train = parse_mapping(self.query_one("#train_keys", Input).value, "train keys")
+        if "mode" in train:
+            raise ConfigError("train keys: choose the mode with the train mode select above, not here")
+        out["train"] = train | {"mode": self.query_one("#train_mode", Select).value}
         for key in ("workspace", "top_k", "bottom_k", "lr_step", "lr_gamma", "kl_warmup", "kl_target"):
             out[key] = self.initial[key]  # kept as they were (CLI or config file sets them)
         return out

@@ -142,8 +142,10 @@ class AutoPanel(Panel):
             if cfg:
                 levels = ", ".join(cfg.get("levels") or []) if cfg.get("mode") == "hierarchical" else "global"
                 mode: str | Text = f"{cfg.get('mode', '?')} ({levels})"
-                plan: str | Text = (f"every {ago(cfg.get('period_sec'))} · {cfg.get('steps')} steps · "
-                                    f"{cfg.get('model')} · ≥{cfg.get('min_groups')} groups")
+                train = cfg.get("train") or {}  # its keys win over the top-level ones
+                online = " online" if train.get("mode") == "online" else ""
+                plan: str | Text = (f"every {ago(cfg.get('period_sec'))} · {train.get('steps', cfg.get('steps'))}{online} steps · "
+                                    f"{train.get('model', cfg.get('model'))} · ≥{cfg.get('min_groups')} groups")
             else:
                 mode, plan = Text("not started since the scheduler came up", style="dim"), DASH
             nxt = status.get("next_cycle_in")

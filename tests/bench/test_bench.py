@@ -62,6 +62,27 @@ def test_memory_probe_sees_a_100_mib_allocation(grpo) -> None:
     assert 90 <= row["peak_extra_mib"] <= 130, row
 
 
+def test_rollout_case_reports_generation_update_and_the_step_split(grpo) -> None:
+    code, out, err = grpo("bench", "rollout", "--tokens", "4", "--hidden", "16", "--repeats", "2", "--warmup", "0", "--json")
+    assert code == 0, err
+    rows = {r["provider"]: r for r in last_json(out)["cases"]}
+    assert set(rows) == {"ours", "naive"}  # naive: the same step, generation without the KV cache
+    for provider, r in rows.items():
+        assert (r["case"], r["tokens"], r["vocab"], r["hidden"]) == ("rollout", 4, None, 16)
+        assert 0 < r["time_ms_p20"] <= r["time_ms_p50"] <= r["time_ms_p80"] and r["peak_extra_mib"] >= 0
+        x = r["extra"]
+        assert (x["num_generations"], x["prompts_per_step"], x["max_new_tokens"]) == (8, 2, 4), provider
+        assert x["steps"] == 2  # the probe run (the first step, a warmup) is left out; the 2 timed steps are summed
+        assert 1 <= x["completion_len_mean"] <= 4
+        assert x["gen_tokens_per_s"] > 0 and x["update_tokens_per_s"] > 0
+        assert x["rollout_pct"] > 0 and x["update_pct"] > 0 and x["other_pct"] >= -1e-9
+        assert x["rollout_pct"] + x["update_pct"] + x["other_pct"] == pytest.approx(100.0)
+    assert rows["naive"]["time_vs_naive"] == 1.0 and rows["ours"]["time_vs_naive"] > 0
+    assert "rollout: the case's own numbers" in err and "gen_tokens_per_s" in err and "update_pct" in err  # the table
+    code, out, _ = grpo("bench", "--help")
+    assert code == 0 and "rollout" in out
+
+
 def test_unknown_case_or_provider_is_a_usage_error(grpo) -> None:
     code, out, err = grpo("bench", "logprob", "nope")
     assert code == 2 and out == ""

@@ -2,8 +2,9 @@
 
 Covers: >= 2 training cycles where the second continues the first's checkpoint, status from two
 clients at once, a stop answered within 2 s, shutdown removing the socket, a killed trainer recorded
-as a failed cycle after which the next cycle runs, a failing guard skipping the cycle, and a client
-of a dead daemon saying so.
+as a failed cycle after which the next cycle runs, a failing guard skipping the cycle, a client
+of a dead daemon saying so, and a cycle whose `train:` section trains the tiny LM online on the
+prompts it has just mined (plus the `grpo train` arguments a section turns into).
 """
 
 from __future__ import annotations
@@ -19,8 +20,11 @@ from pathlib import Path
 import orjson
 import psutil
 import pytest
+import yaml
 
+from grpo_tui.config import AutoConfig
 from grpo_tui.control import ControlClient, DaemonNotRunning
+from grpo_tui.cycle import train_args
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -134,3 +138,57 @@ def test_failing_guard_skips_the_cycle(auto_home: Path) -> None:
     skipped = wait_for(lambda: [c for c in status(home)["cycles"] if c["outcome"] == "skipped"])[0]
     assert skipped["reason"].startswith("guard: disk") and not skipped["trained"]
     assert not (home / "auto" / "ckpts_global").exists()
+
+
+def test_online_train_section_trains_on_the_prompts_just_mined(auto_home: Path) -> None:
+    home = auto_home
+    grpo(home, "guard", "--min-free-gb", "0", "--min-ram-gb", "0")
+    config = home.parent / "auto.yaml"
+    config.write_text(yaml.safe_dump({
+        "period_sec": 3600, "min_groups": 5, "model": "tiny", "device": "cpu",
+        "train": {"reward_fn": ["builtin:format"], "format_regex": "[aeiou]", "num_generations": 2,
+                  "prompts_per_step": 2, "max_new_tokens": 8, "steps": 2, "log_samples": 1},
+    }))
+    # --steps 50 is the top-level shorthand: the section's steps: 2 wins; --train-mode sets the section's mode
+    grpo(home, "auto", "start", "--detach", "--config-file", str(config), "--train-mode", "online", "--steps", "50")
+    cycle = wait_for(lambda: [c for c in status(home)["cycles"] if c["outcome"] != "skipped"])[0]
+    assert cycle["outcome"] == "ok", cycle
+    assert cycle["trained"]["global"]["from_step"] == 0 and cycle["trained"]["global"]["to_step"] == 2
+    assert ControlClient(home).request("stop")["ok"]
+    ckpt = Path(cycle["trained"]["global"]["checkpoint"])
+    assert ckpt.name == "step_000002" and (ckpt / "meta.json").exists()
+
+    section = yaml.safe_load((home / "auto" / "train_global.yaml").read_text())
+    assert section == {"online": True, "reward_fn": ["builtin:format"], "format_regex": "[aeiou]", "num_generations": 2,
+                       "prompts_per_step": 2, "max_new_tokens": 8, "steps": 2, "log_samples": 1}
+    run = home / "auto" / "ckpts_global"
+    records = [orjson.loads(line) for line in (run / "metrics.jsonl").read_bytes().splitlines()]
+    assert [r["step"] for r in records] == [1, 2]
+    for rec in records:
+        assert 0 < rec["completion_len_mean"] <= 8 and rec["reward/format_mean"] is not None
+    mined = {orjson.loads(line)["prompt"] for line in (home / "auto" / "global.jsonl").read_bytes().splitlines()}
+    samples = [orjson.loads(line) for line in (run / "samples.jsonl").read_bytes().splitlines()]
+    assert samples and {s["prompt"] for s in samples} <= mined  # the prompts of the groups just mined
+
+
+def test_train_args_without_a_section_are_the_plain_offline_flags(tmp_path: Path) -> None:
+    cfg = AutoConfig(steps=7, lr=0.01, lr_step=5, kl_target=0.1)
+    assert train_args(tmp_path, cfg, "patch") == [
+        "train", "--dataset", str(tmp_path / "auto" / "patch.jsonl"), "--out", str(tmp_path / "auto" / "ckpts_patch"),
+        "--model", "bow", "--device", "auto", "--steps", "7", "--resume", "--lr", "0.01", "--beta", "0.04",
+        "--kl-warmup", "0", "--json", "--lr-step", "5", "--lr-gamma", "0.5", "--kl-target", "0.1"]
+    assert not (tmp_path / "auto" / "train_patch.yaml").exists()
+
+
+def test_train_args_drop_the_top_level_flags_a_section_key_overrides(tmp_path: Path) -> None:
+    cfg = AutoConfig.model_validate({"steps": 7, "lr": 0.01, "model": "tiny", "lr_gamma": 0.9,
+                                     "train": {"mode": "online", "steps": 2, "lr_step": 4, "reward_fn": ["builtin:format"]}})
+    args = train_args(tmp_path, cfg, "global")
+    path = tmp_path / "auto" / "train_global.yaml"
+    assert args[-2:] == ["--config-file", str(path)]
+    assert "--steps" not in args and "--lr-step" not in args and "--online" not in args
+    flags = {a: b for a, b in zip(args, args[1:]) if a.startswith("--") and not b.startswith("--")}
+    assert flags["--lr"] == "0.01" and flags["--model"] == "tiny" and flags["--lr-gamma"] == "0.9"  # not overridden: kept
+    assert yaml.safe_load(path.read_text()) == {"online": True, "steps": 2, "lr_step": 4, "reward_fn": ["builtin:format"]}
+    train_args(tmp_path, AutoConfig(), "global")  # the section gone: no stale file beside the run
+    assert not path.exists()

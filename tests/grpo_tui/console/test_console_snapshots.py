@@ -52,3 +52,24 @@ def test_start_form_narrow(snap_compare) -> None:
         await pilot.pause()
 
     assert snap_compare(_app(), terminal_size=(80, 24), run_before=open_form)
+
+
+ONLINE = {"model": "tiny", "train": {"mode": "online", "reward_fn": ["builtin:format"], "format_regex": "^def ",
+                                     "num_generations": 4, "max_new_tokens": 32}}
+
+
+def test_start_form_online_wide(snap_compare) -> None:
+    """The start form with an online train section (mode select + the train keys line) at 120x40."""
+
+    async def open_form(pilot) -> None:
+        await _first_refresh(pilot)
+        config = {**pilot.app.snapshot.status["config"], **ONLINE}
+        await pilot.app.push_screen(StartAutoScreen(config))
+        while not (isinstance(pilot.app.screen, StartAutoScreen) and pilot.app.screen.focused is not None):
+            await pilot.pause(0.02)
+        for field in pilot.app.screen.query(Input):
+            field.cursor_blink = False
+        await pilot.wait_for_scheduled_animations()
+        await pilot.pause()
+
+    assert snap_compare(_app(), terminal_size=(120, 40), run_before=open_form)
