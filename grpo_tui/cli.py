@@ -24,6 +24,7 @@ from grpo_tui.commands.log_action import log_action_cmd
 from grpo_tui.commands.mine import mine_cmd
 from grpo_tui.commands.store import store_group
 from grpo_tui.commands.train import eval_cmd, train_cmd
+from grpo_tui.commands.train_judge import train_judge_cmd
 from grpo_tui.context import Ctx
 from grpo_tui.errors import GrpoError, GuardRefused, UsageError
 
@@ -81,6 +82,7 @@ cli.add_command(mine_cmd)
 cli.add_command(store_group)
 cli.add_command(train_cmd)
 cli.add_command(eval_cmd)
+cli.add_command(train_judge_cmd)
 
 
 PACKAGE_ERRORS = (("kernels.errors", "KernelError"), ("miner.errors", "MinerError"), ("policy.errors", "PolicyError"))

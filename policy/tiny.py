@@ -4,7 +4,9 @@ The model is a LlamaConfig(hidden 64, 2 layers, 4 heads, intermediate 128) LM se
 tokenizer is a byte-level BPE with no merges (one token per byte: 256 byte tokens + <pad> <s> </s>,
 <s> prepended to encoded text) wrapped in PreTrainedTokenizerFast. Both are written with
 save_pretrained into `<path>.tmp` and renamed, so the directory is complete or absent; the HF backend
-loads it with from_pretrained like any local checkpoint. Nothing is downloaded.
+loads it with from_pretrained like any local checkpoint. Nothing is downloaded. `build_tiny_scorer`
+builds the same model with a one-score head (LlamaForSequenceClassification, num_labels=1) in memory,
+the starting point of `grpo train-judge --model tiny`.
 """
 
 from __future__ import annotations
@@ -45,24 +47,47 @@ def _byte_of(ch: str) -> int:
     return dict(zip(map(chr, cs), bs))[ch]
 
 
+def tiny_config(tokenizer, *, hidden: int = 64, layers: int = 2, heads: int = 4, num_labels: int | None = None):  # -> LlamaConfig
+    """The tiny LlamaConfig for `tokenizer` (with `num_labels` for a sequence-classification head)."""
+    from transformers import LlamaConfig
+
+    extra = {} if num_labels is None else {"num_labels": num_labels}
+    return LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden,
+        num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
+        max_position_embeddings=2048, tie_word_embeddings=False,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        **extra,
+    )  # fmt: skip
+
+
+def _seeded(make, seed: int):  # noqa: ANN001, ANN202
+    """`make()` under torch.manual_seed(seed), leaving the caller's RNG stream as it was."""
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        return make()
+
+
+def build_tiny_scorer(*, seed: int = 0, hidden: int = 64, layers: int = 2, heads: int = 4):  # -> (model, tokenizer)
+    """An in-memory tiny LlamaForSequenceClassification(num_labels=1) + the byte tokenizer (a judge to train)."""
+    from transformers import LlamaForSequenceClassification
+
+    tokenizer = build_tokenizer()
+    config = tiny_config(tokenizer, hidden=hidden, layers=layers, heads=heads, num_labels=1)
+    return _seeded(lambda: LlamaForSequenceClassification(config), seed), tokenizer
+
+
 def build_tiny(path: Path, *, seed: int = 0, hidden: int = 64, layers: int = 2, heads: int = 4) -> Path:
     """Write a tiny random LM + byte tokenizer to `path` (atomically); returns `path`."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
     path = Path(path)
     tokenizer = build_tokenizer()
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden,
-        num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
-        max_position_embeddings=2048, tie_word_embeddings=False,
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-    )  # fmt: skip
-    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=devices):  # the caller's RNG stream is left as it was
-        torch.manual_seed(seed)
-        model = LlamaForCausalLM(config)
+    config = tiny_config(tokenizer, hidden=hidden, layers=layers, heads=heads)
+    model = _seeded(lambda: LlamaForCausalLM(config), seed)
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)

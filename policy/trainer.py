@@ -115,7 +115,8 @@ class Trainer:
             self._enc[key] = self.policy.encode(g.prompt, [c.text for c in g.candidates])
         return self._enc[key]
 
-    def _setup(self) -> None:
+    def setup(self) -> None:
+        """Load data, policy, reference and optimizer (and the checkpoint, with resume); `run` calls it first."""
         s = self.s
         random.seed(s.seed)
         torch.manual_seed(s.seed)
@@ -296,8 +297,8 @@ class Trainer:
         if self.hooks.on_start is not None:
             self.hooks.on_start({"start_step": self.start_step, "target_step": self.target_step, "groups": len(self.data), "model": self.policy.describe()})
 
-    def _step(self) -> tuple[dict[str, Any] | None, bool]:
-        """One step, logged and guarded: (the record written or None, whether a stop was asked)."""
+    def run_step(self) -> tuple[dict[str, Any] | None, bool]:
+        """One step (after `setup`), logged and guarded: (the record written or None, whether a stop was asked)."""
         s, t0 = self.s, time.perf_counter()
         if self.online is not None:
             batch, extra = self.online.next_step()
@@ -346,11 +347,11 @@ class Trainer:
         rec: dict[str, Any] | None = None
         path: Path | None = None
         with deterministic_mode(self.s.deterministic):
-            self._setup()
+            self.setup()
             self._start()
             while self.step < self.target_step:
                 try:
-                    written, stop = self._step()
+                    written, stop = self.run_step()
                 except RewardError:
                     self._save(rec)  # the last completed step, so the run can be resumed once the function is fixed
                     raise

@@ -6,7 +6,7 @@ trainer, `policy.trainer.Trainer`, for `--online` training on it: G = 8 completi
 prompts per step, `--tokens` = max new tokens per completion (default 16), temperature 1, beta 0.04
 (so the frozen reference's log-probs are part of the step, as in a default run) and one reward,
 `letter_share` below (cheap, and varied enough that the advantages are not all zero). One timed `run`
-is one `Trainer._step()`, the method `Trainer.run` loops over: sample the G x P completions with their
+is one `Trainer.run_step()`, the method `Trainer.run` loops over: sample the G x P completions with their
 log-probs (`policy.rollout.sample_rollouts`, HF `generate`), score them, reference log-probs, then the
 update (fused-linear loss forward + backward per group, clip, AdamW) and the metrics line. p20/p50/p80
 are whole-step times; peak extra memory is one step's, in a fresh subprocess as for every case.
@@ -95,7 +95,7 @@ def build(size: Size, provider: str) -> dict[str, Any]:
     )  # fmt: skip
     records: list[dict[str, Any]] = []
     trainer = Trainer(settings, Hooks(on_step=records.append))
-    trainer._setup()
+    trainer.setup()
     if provider == "naive":
         _without_kv_cache(trainer.policy.net)
     return {"trainer": trainer, "records": records, "step_s": [], "tokens": size.tokens}
@@ -103,7 +103,7 @@ def build(size: Size, provider: str) -> dict[str, Any]:
 
 def run(provider: str, inputs: dict[str, Any]) -> dict[str, Any]:
     start = time.perf_counter()
-    inputs["trainer"]._step()
+    inputs["trainer"].run_step()
     inputs["step_s"].append(time.perf_counter() - start)
     return {"step": inputs["trainer"].step}
 

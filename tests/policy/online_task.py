@@ -1,7 +1,7 @@
 """Reward functions for the online tests, loaded by spec (`path/to/online_task.py:NAME`) as a user's would be.
 
-The task is prompt-conditional: each prompt names a letter (column `target`) and the reward is the share
-of the completion's characters equal to it, so a policy that ignores the prompt gets at most the mean
+The task is prompt-conditional: each prompt is a letter repeated (column `target`: the letter) and the
+reward is the share of the completion's characters equal to it, so a policy that ignores the prompt gets at most the mean
 over targets of hitting the one letter it always writes: 1 / (number of targets).
 """
 

@@ -33,7 +33,7 @@ def one_thread():
 
 
 def prompts(path: Path) -> Path:
-    rows = [{"prompt": f"Write the letter {t} many times", "target": t} for t in LETTERS]
+    rows = [{"prompt": t * 12, "target": t} for t in LETTERS]  # the prompt is the letter, repeated
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
 
@@ -55,8 +55,9 @@ def metrics(run: Path) -> list[dict]:
 
 
 def test_the_policy_learns_a_prompt_conditional_task(grpo, tmp_path: Path) -> None:
-    """Reward = share of the completion's characters equal to the letter the prompt names. Four letters:
-    a policy that ignores the prompt scores at most 1/4 on average, so >= 0.3 needs the prompt."""
+    """Reward = share of the completion's characters equal to the prompt's letter. Four letters: a policy
+    that ignores the prompt scores at most 1/4 on average, so >= 0.3 needs the prompt. The issue's command
+    line (G=8, P=4, 16 new tokens, lr 1e-2, no KL); seeds 0-3 reach 0.5-0.75 here, from about 0.004."""
     run = tmp_path / "run"
     code, out, err = grpo(*online(tmp_path, "--out", str(run), steps=200))
     assert code == 0, err
@@ -161,3 +162,23 @@ def test_killed_and_resumed_online_run_equals_straight(home: Path, tmp_path: Pat
     assert a == b
     wa, wb = (load_file(str(p / "checkpoints" / "step_000004" / "model.safetensors")) for p in (straight, broken))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_online_training_against_a_trained_judge_raises_the_judged_reward(grpo, tmp_path: Path) -> None:
+    """`grpo train-judge` on mined demo groups, then online training on their prompts with that judge."""
+    from test_judge import write_demo_groups  # demo groups as `grpo demo seed` + `grpo mine` give them
+
+    groups = write_demo_groups(tmp_path / "global.jsonl")
+    code, out, err = grpo("train-judge", "--dataset", str(groups), "--out", str(tmp_path / "judge"), "--json")
+    assert code == 0, err
+    assert last_json(out)["val_pairwise_acc"] >= 0.75
+    run = tmp_path / "run"
+    code, out, err = grpo(
+        "train", "--online", "--dataset", str(groups), "--judge", str(tmp_path / "judge"), "--num-generations", "8",
+        "--prompts-per-step", "4", "--max-new-tokens", "16", "--model", "tiny", "--lr", "1e-2", "--beta", "0",
+        "--steps", "60", "--out", str(run), "--seed", "0", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    summary = last_json(out)
+    assert summary["reward_last"] > summary["reward_first"] + 0.1, summary
+    assert all(r["reward/judge_mean"] is not None for r in metrics(run))
