@@ -23,6 +23,10 @@ KEYS = (
 )  # fmt: skip
 
 
+# Wall-clock keys: they differ between two runs of the same computation (compare records without them).
+TIMING_KEYS = frozenset({"timestamp", "tokens_per_s", "train_s", "train_tokens_per_s", "rollout_s", "gen_tokens_per_s"})
+
+
 def clean(value: Any) -> Any:
     """JSON-safe value: non-finite floats become None, containers are cleaned recursively."""
     if isinstance(value, float):

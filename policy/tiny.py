@@ -62,11 +62,22 @@ def tiny_config(tokenizer, *, hidden: int = 64, layers: int = 2, heads: int = 4,
 
 
 def _seeded(make, seed: int):  # noqa: ANN001, ANN202
-    """`make()` under torch.manual_seed(seed), leaving the caller's RNG stream as it was."""
+    """`make()` under torch.manual_seed(seed), leaving the caller's RNG stream as it was.
+
+    The weights are drawn in float64 and rounded to float32: torch's fp32 normal sampler is vectorised
+    per CPU (AVX2, AVX-512, none), which moves fp32 draws by an ulp from one machine to another, while
+    the float64 draws rounded to fp32 are the same everywhere, so a seed names the same model on any CPU.
+    """
     devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
-        return make()
+        before = torch.get_default_dtype()
+        torch.set_default_dtype(torch.float64)
+        try:
+            model = make()
+        finally:
+            torch.set_default_dtype(before)
+        return model.float()
 
 
 def build_tiny_scorer(*, seed: int = 0, hidden: int = 64, layers: int = 2, heads: int = 4):  # -> (model, tokenizer)

@@ -190,7 +190,8 @@ class Trainer:
         dropped = truncate_after(self.metrics.path, self.step)
         log.info("resumed from %s (step %d%s)", path, self.step, f"; dropped {dropped} later metrics lines" if dropped else "")
         if state["data"]["fingerprint"] != self.data.fingerprint:
-            log.info("dataset or prompts changed since %s: data order restarts at position 0", path.name)
+            what = "prompts" if self.online is not None else "dataset"
+            log.info("%s changed since %s: data order restarts at position 0", what, path.name)
             return 0
         return int(state["data"]["position"])
 

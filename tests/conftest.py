@@ -9,9 +9,18 @@ import pytest
 
 @pytest.fixture()
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh `.grpo` home, also exported as GRPO_HOME for subprocesses."""
+    """A fresh `.grpo` home, also exported as GRPO_HOME for subprocesses.
+
+    Its capacity guard is off (all thresholds 0 in guard.json): a test machine with little free disk or
+    RAM must not turn training tests into guard refusals. Guard tests set the thresholds they test.
+    """
+    from grpo_tui.config import GuardConfig
+    from grpo_tui.guard import save_thresholds
+
     path = tmp_path / ".grpo"
     monkeypatch.setenv("GRPO_HOME", str(path))
+    path.mkdir()
+    save_thresholds(path, GuardConfig(min_free_gb=0, min_ram_gb=0, min_vram_mb=0))
     return path
 
 

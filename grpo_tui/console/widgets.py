@@ -26,8 +26,10 @@ from grpo_tui.console.render import (
 )
 from grpo_tui.console.source import Snapshot
 
+# (label, keys): a row per metric a level's records carry; the online rows show only for online runs.
 METRICS = (("loss", ("loss",)), ("reward", ("reward_mean",)), ("kl", ("kl",)),
-           ("clip", ("clip_frac_low", "clip_frac_high")), ("lr", ("lr",)), ("grad", ("grad_norm",)))
+           ("clip", ("clip_frac_low", "clip_frac_high")), ("lr", ("lr",)), ("grad", ("grad_norm",)),
+           ("len", ("completion_len_mean",)), ("trunc", ("frac_truncated",)), ("gen/s", ("gen_tokens_per_s",)))
 
 
 @dataclass

@@ -37,9 +37,8 @@ def test_kernel_cases_run_side_by_side_with_a_profile(grpo, tmp_path: Path) -> N
             assert (r["tokens"], r["vocab"], r["dtype"]) == (64, 1000, "fp32")
             assert r["time_ms_p20"] <= r["time_ms_p50"] <= r["time_ms_p80"]
             assert r["time_ms_p20"] > 0
-            # a gradient or a log_softmax of 64 x 1000 fp32 (250 KiB) must show; ours' no-grad logprob may fit in pages it already has
-            if (case, provider) != ("logprob", "ours"):
-                assert r["peak_extra_mib"] > 0, (case, provider)
+            # 250 KiB temporaries may land in pages the allocator already holds (RSS high-water marks depend on
+            # the allocator and transparent huge pages): only the 100 MiB calibration case asserts a size
             assert r["peak_extra_mib"] >= 0
         assert by_provider["ours"]["max_abs_err"] < 1e-5, by_provider["ours"]["errors"]
         assert by_provider["naive"]["time_vs_naive"] == 1.0 and by_provider["naive"]["mem_vs_naive"] == 1.0

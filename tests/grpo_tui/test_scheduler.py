@@ -59,9 +59,8 @@ def test_stop_answers_at_once_while_a_cycle_runs(tmp_path: Path) -> None:
     sched = Scheduler(tmp_path, runner)
     sched.start(AutoConfig(period_sec=60))
     wait_for(lambda: sched.status()["state"] == "running")
-    started = time.monotonic()
-    reply = sched.stop()
-    assert time.monotonic() - started < 0.5 and reply["state"] == "stopping"
+    reply = sched.stop()  # returns while the gated cycle still runs: "stopping", not "idle"
+    assert reply["state"] == "stopping" and runner.calls == 1
     assert sched.join(5)
     assert sched.status()["state"] == "idle"
     assert sched.status()["last_cycle"]["outcome"] == "stopped"

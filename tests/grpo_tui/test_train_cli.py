@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import load_file
 
 from grpo_tui.config import TrainConfig
+from policy.metrics import TIMING_KEYS
 from policy.settings import TrainSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -96,13 +97,13 @@ def test_errors_and_exit_codes(grpo, home: Path, tmp_path: Path) -> None:
 
 
 def grpo_proc(home: Path, *args: str, env: dict[str, str] | None = None, **kw) -> subprocess.Popen:
-    full = {**os.environ, "OMP_NUM_THREADS": "1", "GRPO_HOME": str(home), **(env or {})}
+    full = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "GRPO_HOME": str(home), **(env or {})}
     return subprocess.Popen([sys.executable, "-m", "grpo_tui.cli", "--home", str(home), *args], cwd=ROOT, env=full,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
 def comparable(path: Path) -> list[dict]:
-    return [{k: v for k, v in json.loads(line).items() if k not in ("timestamp", "tokens_per_s")} for line in path.read_text().splitlines()]
+    return [{k: v for k, v in json.loads(line).items() if k not in TIMING_KEYS} for line in path.read_text().splitlines()]
 
 
 @pytest.mark.parametrize(

@@ -18,3 +18,4 @@ def length(prompts, completions, **_):
 
 def explode(prompts, completions, **_):
     return [1.0 / (len(c) > 10**9) for c in completions]  # ZeroDivisionError on every sample
+

@@ -12,6 +12,7 @@ SQUARE_TESTS = ["assert square(2) == 4", "assert square(3) == 9"]
 
 
 def _exec_scores(completions: list[str], tests: list, **options: object) -> list[float | None]:
+    options.setdefault("exec_timeout_s", 30.0)  # generous: a loaded machine must not turn a pass into a timeout
     fn = load_reward_fn("builtin:exec_tests", RewardOptions(**options))
     n = len(completions)
     out = score([fn], ["write square"] * n, completions, completion_ids=[[1]] * n, columns={"tests": tests}, weights={})

@@ -19,6 +19,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from policy.metrics import TIMING_KEYS
+
 TASK = Path(__file__).with_name("online_task.py")
 ROOT = Path(__file__).resolve().parents[2]
 LETTERS = "aeio"
@@ -57,9 +59,11 @@ def metrics(run: Path) -> list[dict]:
 def test_the_policy_learns_a_prompt_conditional_task(grpo, tmp_path: Path) -> None:
     """Reward = share of the completion's characters equal to the prompt's letter. Four letters: a policy
     that ignores the prompt scores at most 1/4 on average, so >= 0.3 needs the prompt. The issue's command
-    line (G=8, P=4, 16 new tokens, lr 1e-2, no KL); seeds 0-3 reach 0.5-0.75 here, from about 0.004."""
+    line (G=8, P=4, 16 new tokens, no KL) at lr 3e-3: seeds 0-7 all reach 1.0 (every prompt solved) by
+    step ~80 from about 0.005. At lr 1e-2 the outcome depends on the trajectory (0.25-1.0 over seeds:
+    a prompt can lock onto another prompt's letter), and a trajectory is not the same on every CPU."""
     run = tmp_path / "run"
-    code, out, err = grpo(*online(tmp_path, "--out", str(run), steps=200))
+    code, out, err = grpo(*online(tmp_path, "--out", str(run), "--lr", "3e-3", steps=200))
     assert code == 0, err
     summary = last_json(out)
     assert summary["mode"] == "online" and summary["step"] == 200
@@ -138,7 +142,7 @@ def test_bad_online_settings_are_usage_errors(grpo, tmp_path: Path) -> None:
 
 
 def grpo_proc(home: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-    full = {**os.environ, "OMP_NUM_THREADS": "1", "GRPO_HOME": str(home), **(env or {})}
+    full = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "GRPO_HOME": str(home), **(env or {})}
     return subprocess.Popen([sys.executable, "-m", "grpo_tui.cli", "--home", str(home), *args], cwd=ROOT, env=full,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
 
@@ -157,8 +161,7 @@ def test_killed_and_resumed_online_run_equals_straight(home: Path, tmp_path: Pat
     out, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err
     assert (last_json(out)["start_step"], last_json(out)["step"]) == (2, 4)
-    timing = ("timestamp", "tokens_per_s", "rollout_s", "train_s", "gen_tokens_per_s", "train_tokens_per_s")
-    a, b = ([{k: v for k, v in r.items() if k not in timing} for r in metrics(p)] for p in (straight, broken))
+    a, b = ([{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in metrics(p)] for p in (straight, broken))
     assert a == b
     wa, wb = (load_file(str(p / "checkpoints" / "step_000004" / "model.safetensors")) for p in (straight, broken))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
@@ -182,3 +185,21 @@ def test_online_training_against_a_trained_judge_raises_the_judged_reward(grpo, 
     summary = last_json(out)
     assert summary["reward_last"] > summary["reward_first"] + 0.1, summary
     assert all(r["reward/judge_mean"] is not None for r in metrics(run))
+
+
+def test_mined_prompts_with_logged_candidates_mixed_into_the_sampled_groups(grpo, tmp_path: Path) -> None:
+    from test_judge import write_demo_groups
+
+    groups = write_demo_groups(tmp_path / "global.jsonl")
+    run = tmp_path / "run"
+    code, _, err = grpo(
+        "train", "--online", "--dataset", str(groups), "--mix-logged", "2", "--reward-fn", f"{TASK}:length",
+        "--num-generations", "4", "--prompts-per-step", "2", "--max-new-tokens", "8", "--model", "tiny",
+        "--steps", "1", "--log-samples", "1", "--out", str(run), "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    lines = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
+    assert len(lines) == 2 * (4 + 2) and sum(r["logged"] for r in lines) == 2 * 2
+    logged_texts = {c["text"] for line in groups.read_text().splitlines() for c in json.loads(line)["candidates"]}
+    assert all(r["completion"] in logged_texts for r in lines if r["logged"])
+    assert all(r["reward"] == float(len(r["completion"])) for r in lines)  # logged ones scored like samples

@@ -52,3 +52,18 @@ def test_alerts_for_nan_kl_stall_guard_and_no_scheduler() -> None:
     stalled = evaluate(snap, stall_s=1, job_started=NOW - 600)
     assert [a.key for a in stalled] == ["stall"] and "heartbeat" in stalled[0].text
     assert [a.key for a in evaluate(snapshot(scheduler=False))] == ["scheduler"]
+
+
+def test_metrics_panel_shows_online_rows_only_for_online_runs() -> None:
+    from dataclasses import replace
+
+    from grpo_tui.console.widgets import MetricsPanel, View
+
+    offline = snapshot()
+    online_recs = [{"step": i, "loss": 0.1, "reward_mean": 0.1 * i, "completion_len_mean": 12.0 + i,
+                    "frac_truncated": 0.25, "gen_tokens_per_s": 900.0} for i in range(1, 4)]
+    online = replace(offline, metrics={"global": online_recs})
+    panel = MetricsPanel()
+    off_text, on_text = panel.build(offline, View()).plain, panel.build(online, View()).plain
+    assert " len " not in off_text and " trunc " not in off_text
+    assert " len " in on_text and " trunc " in on_text and "gen/s" in on_text and "15" in on_text
