@@ -252,7 +252,8 @@ class Trainer:
             "groups": len(batch), "tokens": sum(e.tokens for e in encs) * s.num_iterations,
         }  # fmt: skip
         if not bad:
-            rec["kl"] = _masked_mean([(st.kl, m) for st, m in stats])
+            has_ref = any(b.ref_logp is not None for b in batch)  # no reference (beta 0): no KL estimate, null
+            rec["kl"] = _masked_mean([(st.kl, m) for st, m in stats]) if has_ref else None
             rec["clip_frac_low"] = _masked_mean([(st.clipped_low, m) for st, m in stats])
             rec["clip_frac_high"] = _masked_mean([(st.clipped_high, m) for st, m in stats])
             rec["ratio_mean"] = _masked_mean([(st.ratio, m) for st, m in stats])

@@ -26,14 +26,6 @@ ROOT = Path(__file__).resolve().parents[2]
 LETTERS = "aeio"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def prompts(path: Path) -> Path:
     rows = [{"prompt": t * 12, "target": t} for t in LETTERS]  # the prompt is the letter, repeated
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
