@@ -19,9 +19,11 @@ from grpo_tui.commands.bench import bench_command
 from grpo_tui.commands.apply_policy import apply_policy_cmd
 from grpo_tui.commands.config import config_group
 from grpo_tui.commands.demo import demo_group
+from grpo_tui.commands.export import export_cmd
 from grpo_tui.commands.guard import guard_cmd
 from grpo_tui.commands.log_action import log_action_cmd
 from grpo_tui.commands.mine import mine_cmd
+from grpo_tui.commands.report import report_cmd
 from grpo_tui.commands.store import store_group
 from grpo_tui.commands.train import eval_cmd, train_cmd
 from grpo_tui.commands.train_judge import train_judge_cmd
@@ -77,11 +79,13 @@ cli.add_command(bench_command)
 cli.add_command(guard_cmd)
 cli.add_command(apply_policy_cmd)
 cli.add_command(demo_group)
+cli.add_command(export_cmd)
 cli.add_command(log_action_cmd)
 cli.add_command(mine_cmd)
 cli.add_command(store_group)
 cli.add_command(train_cmd)
 cli.add_command(eval_cmd)
+cli.add_command(report_cmd)
 cli.add_command(train_judge_cmd)
 
 

@@ -68,6 +68,7 @@ class TrainConfig(_Config):
     dataset: Path | None = None
     val_dataset: Path | None = None
     val_interval: int = Field(0, ge=0)
+    val_split: float = Field(0.0, ge=0, lt=1)
     out: Path | None = None
     model: str = "bow"
     device: str = "auto"
@@ -77,12 +78,17 @@ class TrainConfig(_Config):
     max_prompt_chars: int | None = Field(None, ge=1)
     truncate_prompts: bool = False
     max_completion_tokens: int = Field(512, ge=1)
+    max_prompt_tokens: int | None = Field(None, ge=1)
+    chat_template: str = "auto"
+    system_prompt: str | None = None
+    micro_batch_size: int | None = Field(None, ge=1)
     skip_bad_lines: bool = False
     blocklist: Path | None = None
     reward_weights: dict[str, float] = Field(default_factory=dict)
     # advantages
     adv_baseline: Literal["mean", "median", "loo"] = "mean"
     scale_rewards: Literal["group", "batch", "none"] = "group"
+    adv_std: Literal["unbiased", "population"] = "unbiased"
     adv_clip: float | None = Field(5.0, gt=0)
     reward_clip: float | None = Field(None, gt=0)
     # loss
@@ -100,7 +106,7 @@ class TrainConfig(_Config):
     kl_horizon: int = Field(100, ge=1, description="adaptive KL controller horizon, steps")
     num_iterations: int = Field(1, ge=1)
     # optimisation
-    lr: float = Field(1e-4, gt=0)
+    lr: float | None = Field(None, gt=0, description="None: the backend's default (policy.backends.DEFAULT_LR)")
     weight_decay: float = Field(0.0, ge=0)
     lr_step: int | None = Field(None, ge=1)
     lr_gamma: float = Field(0.5, gt=0)
@@ -136,6 +142,7 @@ class TrainConfig(_Config):
     log_every: int = Field(1, ge=1)
     save_every: int = Field(100, ge=1)
     keep_checkpoints: int = Field(3, ge=1)
+    report_to: Literal["none", "tensorboard", "wandb"] = "none"
 
 
 class AutoTrainConfig(TrainConfig):
@@ -181,6 +188,23 @@ class AutoTrainConfig(TrainConfig):
         return (keys | {"online": True}) if self.mode == "online" else keys
 
 
+class OnCheckpointConfig(_Config):
+    """The auto config's `on_checkpoint:` serving hook, run after a level trains successfully.
+
+    With `export: true` the level's newest checkpoint is exported (`grpo export`, a child process) into
+    `<home>/serve/<level>/step_NNNNNN`, `serve/<level>/current` is switched to it, and `command` (if
+    any) runs through the shell with GRPO_EXPORT_DIR, GRPO_LEVEL and GRPO_STEP set, for at most
+    `timeout_sec`. A failure is recorded in the cycle's record (`serve`) and never fails the cycle.
+    """
+
+    export: bool = False
+    command: str | None = None
+    timeout_sec: float = Field(600.0, gt=0)
+    merge_lora: bool = Field(True, description="LoRA checkpoints: merge into a full model (false: a PEFT adapter dir)")
+    dtype: Literal["bf16", "fp16", "fp32"] = "bf16"
+    keep: int = Field(2, ge=0, description="older exports kept per level besides current")
+
+
 class AutoConfig(_Config):
     """Auto mode: one cycle = guard check, mine since the cursor, train each level, nudge policy.
 
@@ -202,16 +226,19 @@ class AutoConfig(_Config):
     top_k: int = Field(3, ge=1)
     bottom_k: int = Field(1, ge=0)
     guard: GuardConfig = Field(default_factory=GuardConfig)
-    lr: float = Field(1e-4, gt=0)
+    lr: float | None = Field(None, gt=0, description="None: the backend's default, as for `grpo train`")
     lr_step: int | None = Field(None, ge=1)
     lr_gamma: float = Field(0.5, gt=0)
     beta: float = Field(0.04, ge=0)
     kl_warmup: int = Field(0, ge=0)
     kl_target: float | None = Field(None, ge=0)
     train: AutoTrainConfig = Field(default_factory=AutoTrainConfig)
+    on_checkpoint: OnCheckpointConfig = Field(default_factory=OnCheckpointConfig)
 
     @model_validator(mode="after")
     def _online_needs(self) -> AutoConfig:
+        if self.on_checkpoint.export and self.train_value("model") == "bow":
+            raise _rule("on_checkpoint.export serves a language model: set model (or train.model) to tiny or an HF model dir, not bow")
         if self.train.mode != "online":
             return self
         if self.train_value("model") == "bow":

@@ -15,11 +15,22 @@ A stop request sends the running child SIGTERM (the trainer checkpoints and exit
 after `stop_timeout` seconds. Each cycle appends one record to `<home>/auto/cycles.jsonl`:
 
     {"cycle", "start", "end", "outcome": "ok"|"skipped"|"failed"|"stopped", "reason",
-     "groups": {level: n}, "trained": {level: {"from_step", "to_step"}}, "mine": {...summary}}
+     "groups": {level: n}, "trained": {level: {"from_step", "to_step"}}, "mine": {...summary},
+     "serve": {level: {"ok", "step", "export", "kind", "reason"}}}
+
+With `on_checkpoint.export`, a level that trained is exported (`grpo export`, a child logged as
+`cycle_N_export_<level>`) into `<home>/serve/<level>/step_NNNNNN`, `serve/<level>/current` is switched
+to it (a symlink replaced atomically), older exports beyond `on_checkpoint.keep` are deleted, and the
+hook `command` runs through the shell (GRPO_EXPORT_DIR, GRPO_LEVEL, GRPO_STEP; `timeout_sec`; output in
+`cycle_N_serve_<level>.log`). Its failure is recorded under `serve` and never changes the outcome.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -37,6 +48,7 @@ from grpo_tui.config import AutoConfig
 from grpo_tui.cycles import append_cycle, next_cycle_number
 
 AUTO = "auto"
+CHECKPOINT_NAME = re.compile(r"^step_(\d{6,})$")
 
 
 class ChildFailed(Exception):
@@ -185,8 +197,64 @@ class SubprocessCycleRunner:
             if record.get("job") == "cycle":
                 clear_pending(self.home, level)  # trained on: those groups are consumed exactly once
             record["trained"][level] = {"from_step": result.get("start_step"), "to_step": result.get("step"),
-                                        "loss": result.get("loss"), "checkpoint": result.get("checkpoint")}
+                                        "loss": result.get("loss"), "checkpoint": result.get("checkpoint"),
+                                        "val_acc": result.get("val_pairwise_acc"),
+                                        "expected_reward": result.get("policy_expected_reward")}
+            if cfg.on_checkpoint.export:
+                record.setdefault("serve", {})[level] = self._serve(cfg, level, result, stop, n)
         return "ok", f"trained {', '.join(ready)}"
+
+    def _serve(self, cfg: AutoConfig, level: str, result: dict[str, Any], stop: threading.Event, n: int) -> dict[str, Any]:
+        """The serving hook after `level` trained: export its newest checkpoint into `serve/<level>/step_N`,
+        point `serve/<level>/current` at it, run the hook command. Never raises: a failure is the entry's
+        `{"ok": false, "reason"}` in the cycle record, and the cycle's outcome stays that of training."""
+        hook = cfg.on_checkpoint
+        ckpt = Path(str(result.get("checkpoint") or ""))
+        if not CHECKPOINT_NAME.match(ckpt.name):
+            return {"ok": False, "reason": f"training reported no checkpoint ({result.get('checkpoint')!r})"}
+        ckpt = ckpt.absolute()  # children run in the host's cwd (and train's --out is absolute anyway)
+        root = serve_root(self.home, level)
+        export_dir, step = root / ckpt.name, int(CHECKPOINT_NAME.match(ckpt.name).group(1))
+        entry: dict[str, Any] = {"ok": False, "step": step, "export": str(export_dir)}
+        args = ["export", "--checkpoint", str(ckpt), "--out", str(export_dir), "--dtype", hook.dtype, "--force", "--json"]
+        args.append("--merge-lora" if hook.merge_lora or not _is_lora(ckpt) else "--adapter-only")
+        try:
+            entry["kind"] = self._run_child(self._grpo(*args), f"cycle_{n:05d}_export_{level}", stop).get("kind")
+            point_current(root, export_dir.name)
+            prune_exports(root, hook.keep)
+        except (ChildFailed, ChildStopped, OSError) as exc:
+            return entry | {"reason": f"export: {exc}"}
+        if hook.command:
+            env = {**os.environ, "GRPO_EXPORT_DIR": str(export_dir), "GRPO_LEVEL": level, "GRPO_STEP": str(step)}
+            problem = self._run_hook(hook.command, env, hook.timeout_sec, f"cycle_{n:05d}_serve_{level}", stop)
+            if problem:
+                return entry | {"reason": f"command: {problem}"}
+        return entry | {"ok": True}
+
+    def _run_hook(self, command: str, env: dict[str, str], timeout: float, log_name: str, stop: threading.Event) -> str | None:
+        """Run the hook command through the shell (its own process group, output into the cycle's log);
+        the reason it failed, or None. Past `timeout` seconds, or on a stop request, its group is killed."""
+        log_path = self.home / AUTO / "logs" / f"{log_name}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "wb") as out:
+            try:
+                proc = subprocess.Popen(command, shell=True, env=env, cwd=self.home, stdin=subprocess.DEVNULL,
+                                        stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            except OSError as exc:
+                return f"cannot start ({exc})"
+            deadline = time.monotonic() + timeout
+            while proc.poll() is None:
+                if stop.wait(0.1) or time.monotonic() > deadline:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+                    return "stopped" if stop.is_set() else f"timed out after {timeout:g} s (see {log_path})"
+        if proc.returncode != 0:
+            return f"{_exit_text(proc.returncode)}: {_last_line(log_path)}"
+        return None
+
+
+AUTO_VAL_SPLIT = 0.1  # share of each level's groups held out (by prompt) unless the train section says otherwise
 
 
 def train_args(home: Path, cfg: AutoConfig, level: str) -> list[str]:
@@ -205,10 +273,13 @@ def train_args(home: Path, cfg: AutoConfig, level: str) -> list[str]:
     put("device", cfg.device)
     put("steps", cfg.steps)
     args.append("--resume")
-    put("lr", cfg.lr)
+    if cfg.lr is not None:  # unset: the trainer uses the backend's default lr
+        put("lr", cfg.lr)
     put("beta", cfg.beta)
     put("kl_warmup", cfg.kl_warmup)
     args.append("--json")
+    if "val_split" not in section and "val_dataset" not in section:
+        args += ["--val-split", str(AUTO_VAL_SPLIT)]  # held-out quality per cycle (policy.data.split_holdout)
     if cfg.train_value("lr_step"):
         put("lr_step", cfg.lr_step)
         put("lr_gamma", cfg.lr_gamma)
@@ -221,6 +292,35 @@ def train_args(home: Path, cfg: AutoConfig, level: str) -> list[str]:
     else:
         path.unlink(missing_ok=True)  # no stale section beside a run that did not use one
     return args
+
+
+def serve_root(home: Path, level: str) -> Path:
+    """Where a level's exports go: `<home>/serve/<level>/step_NNNNNN`, and `current` pointing at one."""
+    return Path(home) / "serve" / level
+
+
+def point_current(root: Path, name: str) -> None:
+    """Switch `root/current` to the export `name` in one step: a new relative symlink, then os.replace."""
+    tmp = root / ".current.tmp"
+    tmp.unlink(missing_ok=True)
+    os.symlink(name, tmp)
+    os.replace(tmp, root / "current")
+
+
+def prune_exports(root: Path, keep: int) -> None:
+    """Delete all exports of `root` but the one `current` points at and the newest `keep` others."""
+    current = os.readlink(root / "current") if (root / "current").is_symlink() else None
+    found = sorted((p for p in root.iterdir() if p.is_dir() and not p.is_symlink() and CHECKPOINT_NAME.match(p.name)), reverse=True)
+    for path in [p for p in found if p.name != current][keep:]:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _is_lora(ckpt: Path) -> bool:
+    try:
+        meta = orjson.loads((ckpt / "meta.json").read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return False  # the export child reads it again and says what is wrong
+    return int(meta.get("policy", {}).get("lora_r", 0) or 0) > 0
 
 
 def pending_path(home: Path, level: str) -> Path:

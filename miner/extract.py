@@ -28,7 +28,9 @@ with the same keys); whitespace-normalised. Candidate text = first non-blank str
 `output, message, text, stdout, patch_content, diff, result` in `result`, then `parameters`; else the
 compact JSON of the scalar items of `result`, cut at 2000 characters. Signature name = first string
 `signature_name` in the containers (then top level). Tool name (policy nudges) = first string of
-`tool, action, tool_name, signature_name` in the containers, else `action_type`.
+`tool, action, tool_name, signature_name` in the containers, else `action_type`. Named reward axes =
+the record's `rewards` when it is an object whose values are all finite numbers (else none are kept;
+the entry is still mined on its `reward`).
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ class Action(NamedTuple):
     signature_name: str | None
     context_hash: str | None
     tool: str | None  # only with parse_action(with_tool=True)
+    rewards: dict[str, float] | None = None  # the record's named reward axes, when all are finite numbers
 
 
 _ACTION_TYPES = {a: a for a in ACTION_TYPES}  # validate and share one string object per value
@@ -324,7 +327,29 @@ def parse_action(fields: dict[bytes, bytes] | list[bytes], max_bytes: int = DEFA
         if ctx is not None:
             ctx = cache.strings.setdefault(ctx, ctx)
     tool = (_first_str(rec, TOOL_KEYS) or action_type) if with_tool else None
-    return _new(Action, (prompt, text, reward, action_type, env, sig, ctx, tool))
+    axes = get("rewards")
+    if axes is not None:
+        axes = _axes(axes)
+    return _new(Action, (prompt, text, reward, action_type, env, sig, ctx, tool, axes))
+
+
+def _axes(raw: Any) -> dict[str, float] | None:
+    """`rewards` as {axis: float} when it is an object of finite numbers, else None (the axes are dropped;
+    the entry is still mined with its scalar `reward`)."""
+    if type(raw) is not dict or not raw:
+        return None
+    out = {}
+    for name, value in raw.items():
+        if type(value) not in (int, float):  # bool is not a number here
+            return None
+        try:
+            value = float(value)
+        except OverflowError:
+            return None
+        if value - value != 0.0:  # NaN or +-inf
+            return None
+        out[name] = value
+    return out
 
 
 class Retrieval(NamedTuple):

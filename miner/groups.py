@@ -5,7 +5,8 @@ Levels: `global` groups every action by its normalised prompt; `signature` group
 `patch` groups only `patch_generation` and `code_edit` actions by prompt.
 
 Inside a group, candidates with the exact same text are folded into one (the best reward is kept,
-and `meta.counts` says how many entries had it). Groups with fewer than `min_k` distinct candidates
+with that entry's named reward axes as the candidate's `rewards` when it had any, and `meta.counts`
+says how many entries had it). Groups with fewer than `min_k` distinct candidates
 are dropped; a larger group keeps `max_k` candidates chosen as extremes plus middles: over the
 candidates sorted by reward (best first), the indices round(i * (n - 1) / (max_k - 1)) for
 i = 0..max_k-1, i.e. the best, the worst and evenly spaced ones between. Ties in reward are broken by
@@ -70,11 +71,11 @@ def build_groups(
     if level not in LEVELS:
         raise ValueError(f"unknown level {level!r}; choose from {', '.join(LEVELS)}")
     by_sig, patch_only = level == "signature", level == "patch"
-    # key -> (candidates: text -> [-best reward, first-seen rank, count, id of best, text], member actions);
+    # key -> (candidates: text -> [-best reward, first-seen rank, count, id of best, text, axes of best], member actions);
     # dicts keep first-seen order, so a stable sort on -reward ranks best first, then newest first
     groups: dict[Any, tuple[dict[str, list[Any]], list[Action]]] = {}
     for sid, act in actions:
-        prompt, text, reward, action_type, _env, sig, _ctx, _tool = act
+        prompt, text, reward, action_type, _env, sig, _ctx, _tool, axes = act
         if by_sig:
             if sig is None:
                 continue
@@ -90,12 +91,13 @@ def build_groups(
         group[1].append(act)
         cand = cands.get(text)
         if cand is None:
-            cands[text] = [-reward, len(cands), 1, sid, text]
+            cands[text] = [-reward, len(cands), 1, sid, text, axes]
         else:
             cand[2] += 1
             if -reward < cand[0]:  # newer entries come first, so a tie keeps the newest
                 cand[0] = -reward
                 cand[3] = sid
+                cand[5] = axes  # the best entry's reward axes go with its reward
     hits_by_query = hits_by_query or {}
     out = []
     for cands, members in groups.values():
@@ -107,7 +109,7 @@ def build_groups(
         prompt = members[0].prompt
         out.append({
             "prompt": prompt,
-            "candidates": [{"text": c[4], "reward": -c[0]} for c in chosen],
+            "candidates": [{"text": c[4], "reward": -c[0], **({"rewards": c[5]} if c[5] else {})} for c in chosen],
             "meta": {
                 "level": level,
                 "group_size": n,

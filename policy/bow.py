@@ -66,6 +66,14 @@ class BowPolicy:
         ids = torch.arange(g, device=self.device).unsqueeze(1)  # (G, 1)
         return Encoded(ids=ids, mask=torch.ones(g, 1, device=self.device), inputs=inputs)
 
+    def sequence_logprobs(self, enc: Encoded) -> Tensor:
+        """(G,) log-probability of each candidate under the listwise softmax of the scores."""
+        return torch.log_softmax(self.scores(enc), dim=0)
+
+    def split(self, enc: Encoded, size: int | None) -> list[tuple[slice, Encoded]]:
+        """Listwise: a group is one micro-batch whatever the size."""
+        return [(slice(0, enc.ids.shape[0]), enc)]
+
     def _scores(self, enc: Encoded, weight: Tensor) -> Tensor:
         x = enc.inputs
         g = enc.ids.shape[0]

@@ -205,3 +205,18 @@ def axis_means(groups: list[Group]) -> dict[str, float]:
                 sums[name] = sums.get(name, 0.0) + value
                 counts[name] = counts.get(name, 0) + 1
     return {name: sums[name] / counts[name] for name in sorted(sums)}
+
+
+def split_holdout(data: Dataset, fraction: float) -> tuple[Dataset, Dataset]:
+    """(train, held-out) groups of `data`: a group is held out when the sha256 of its prompt falls in the first
+    `fraction` of the hash range, so a prompt lands on the same side whatever else the file holds (auto
+    mode's datasets change every cycle) and no prompt is in both. At least one group stays for training."""
+    def side(g: Group) -> float:
+        return int.from_bytes(hashlib.sha256(g.prompt.encode("utf-8")).digest()[:8], "big") / 2.0**64
+
+    held = [g for g in data.groups if side(g) < fraction]
+    train = [g for g in data.groups if side(g) >= fraction]
+    if not train and held:
+        train, held = [held[-1]], held[:-1]
+    common = dict(path=data.path, bad_lines=data.bad_lines, truncated_prompts=data.truncated_prompts, blocked=data.blocked)
+    return (replace(data, groups=train), Dataset(groups=held, fingerprint=f"{data.fingerprint}:val{fraction:g}", **common))

@@ -23,3 +23,7 @@ class SettingsError(PolicyError, ValueError):
 
 class RewardError(PolicyError):
     """A reward function cannot be loaded, raised, or returned something unusable; the message names it."""
+
+
+class ExportError(PolicyError):
+    """A checkpoint cannot be exported as asked (bow weights, --adapter-only of a full model, an existing out dir)."""

@@ -1,8 +1,12 @@
-"""Held-out pairwise accuracy of a policy over group JSONL.
+"""Quality of a policy on held-out groups: pairwise accuracy and the reward it expects.
 
-Over every pair of candidates of a group with different rewards, the fraction where the policy's
-score (mean completion-token log-prob for hf, the BoW score for bow) ranks the better one higher; a
-tie in score counts one half. None when the dataset has no such pair.
+`pairwise_accuracy`: over every pair of candidates of a group with different rewards, the fraction where
+the policy's score (mean completion-token log-prob for hf, the BoW score for bow) ranks the better one
+higher; a tie in score counts one half. None when the dataset has no such pair.
+`expected_reward`: per group, the reward expected when the policy picks among the group's candidates in
+proportion to how likely it is to write each one, sum_i softmax(log pi(c_i | prompt)) r_i (the sequence
+log-prob for hf, the listwise score for bow), averaged over groups: it rises as the policy's mass moves
+to the better candidates, in the reward's own units.
 """
 
 from __future__ import annotations
@@ -34,3 +38,19 @@ def pairwise_accuracy(policy: Policy, groups: Iterable[Group], encode: Callable[
     finally:
         policy.train(True)
     return (hits / pairs if pairs else None), pairs
+
+
+def expected_reward(policy: Policy, groups: Iterable[Group], encode: Callable[[Group], Encoded] | None = None) -> float | None:
+    """Mean over groups of sum_i softmax(sequence log-prob)_i * reward_i (None without groups)."""
+    import torch
+
+    encode = encode or (lambda g: policy.encode(g.prompt, [c.text for c in g.candidates]))
+    policy.train(False)
+    values = []
+    try:
+        for g in groups:
+            p = torch.softmax(policy.sequence_logprobs(encode(g)).double().cpu(), dim=0)  # (G,)
+            values.append(float((p * torch.tensor(g.rewards, dtype=torch.float64)).sum()))
+    finally:
+        policy.train(True)
+    return sum(values) / len(values) if values else None

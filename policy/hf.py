@@ -21,6 +21,7 @@ full (G, T, V) logits are never built.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from torch import Tensor
 from kernels import GRPOStats, fused_linear_grpo_loss
 from policy.backends import Encoded, LossOptions
 from policy.errors import CheckpointError, PolicyError
+from policy.prompting import PromptFormat, install_template, prompt_ids
 
 log = logging.getLogger("policy")
 ADAPTER_DIR = "adapter"
@@ -47,6 +49,9 @@ class HFPolicy:
         self.net, self.tokenizer, self.device, self.base = net.to(device), tokenizer, device, base
         self.lora_r, self.lora_alpha, self.max_tokens = int(lora_r), float(lora_alpha), int(max_completion_tokens)
         self.ref_net: Any = None  # frozen copy of the loaded weights, from freeze_reference()
+        self.prompt_format = PromptFormat()  # set_format() changes it
+        self.mask_truncated = False  # offline: logged completions cut at max_completion_tokens leave the loss
+        self.share_prompt = True  # one prompt forward per group (see _hidden)
         disable_dropout(self.net)
         self.net.train()
 
@@ -94,13 +99,29 @@ class HFPolicy:
         return contextlib.nullcontext()
 
     def _hidden(self, enc: Encoded, lm: Any = None) -> Tensor:
-        """Last hidden states at the positions that predict the completion tokens: (G, T, H)."""
+        """Last hidden states at the positions that predict the completion tokens: (G, T, H).
+
+        The G candidates share their prompt: it runs through the decoder once, batch 1, and its KV cache
+        (in the autograd graph: the gradient reaches the prompt's activations) is repeated for the G
+        completions, which then run with it (`share_prompt`; off under gradient checkpointing, which
+        recomputes without a cache, and for a group of one)."""
         x = enc.inputs
         lm = self._causal_lm() if lm is None else lm
+        p, t, g = x["prompt_len"], enc.ids.shape[1], enc.ids.shape[0]
+        decoder = lm.get_decoder()
         with self._autocast():
-            out = lm.get_decoder()(input_ids=x["input_ids"], attention_mask=x["attention_mask"], use_cache=False)
-        p, t = x["prompt_len"], enc.ids.shape[1]
-        return out.last_hidden_state[:, p - 1 : p - 1 + t]  # (G, T, H)
+            if not (self.share_prompt and g > 1 and not _checkpointing(lm)):
+                out = decoder(input_ids=x["input_ids"], attention_mask=x["attention_mask"], use_cache=False)
+                return out.last_hidden_state[:, p - 1 : p - 1 + t]  # (G, T, H)
+            head = decoder(input_ids=x["input_ids"][:1, :p], attention_mask=x["attention_mask"][:1, :p], use_cache=True)
+            cache = head.cache if hasattr(head, "cache") else head.past_key_values  # transformers 5 | 4
+            cache.batch_repeat_interleave(g)
+            name = "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
+            positions = torch.arange(p, p + t, device=self.device).expand(g, t)  # (G, T)
+            tail = decoder(input_ids=x["input_ids"][:, p:], attention_mask=x["attention_mask"], position_ids=positions,
+                           use_cache=True, **{name: cache})  # fmt: skip
+        last = head.last_hidden_state[:, p - 1 :].expand(g, 1, -1)  # (G, 1, H): predicts completion token 0
+        return torch.cat([last, tail.last_hidden_state[:, : t - 1]], dim=1)  # (G, T, H)
 
     def _head(self, dtype: torch.dtype, lm: Any = None) -> tuple[Tensor, Tensor | None]:
         head = (self._causal_lm() if lm is None else lm).get_output_embeddings()
@@ -110,18 +131,45 @@ class HFPolicy:
 
     # -- the Policy interface ---------------------------------------------------------------------
 
+    def set_format(self, fmt: PromptFormat, *, mask_truncated: bool = False) -> None:
+        """How prompts are turned into ids (policy.prompting) and whether cut logged completions are masked."""
+        install_template(self.tokenizer, fmt)
+        self.prompt_format, self.mask_truncated = fmt, mask_truncated
+
     def prompt_ids(self, prompt: str) -> list[int]:
-        """The prompt's token ids as the model sees it (the tokenizer's special tokens included)."""
-        return self.tokenizer(prompt, add_special_tokens=True)["input_ids"]
+        """The prompt's token ids as the model sees it (chat template, system prompt, left truncation)."""
+        return prompt_ids(self.tokenizer, prompt, self.prompt_format)
 
     def completion_ids(self, text: str) -> list[int]:
-        """A logged completion's ids: at most max_completion_tokens, ending with eos."""
+        """A logged completion's ids ending with eos; one longer than max_completion_tokens is cut to that
+        many ids with no eos added (a cut completion did not end there)."""
         tok = self.tokenizer
+        ids = tok(text, add_special_tokens=False)["input_ids"]
         eos = [] if tok.eos_token_id is None else [tok.eos_token_id]
-        return tok(text, add_special_tokens=False)["input_ids"][: self.max_tokens - len(eos)] + eos
+        return ids + eos if len(ids) + len(eos) <= self.max_tokens else ids[: self.max_tokens]
 
     def encode(self, prompt: str, texts: list[str]) -> Encoded:
-        return self.encode_ids(self.prompt_ids(prompt), [self.completion_ids(t) for t in texts])
+        comps = [self.completion_ids(t) for t in texts]
+        enc = self.encode_ids(self.prompt_ids(prompt), comps)
+        if self.mask_truncated:
+            eos = self.tokenizer.eos_token_id
+            for i, c in enumerate(comps):
+                if eos is not None and c and c[-1] != eos:
+                    enc.mask[i] = 0.0
+        return enc
+
+    def split(self, enc: Encoded, size: int | None) -> list[tuple[slice, Encoded]]:
+        """The group's rows in micro-batches of `size` candidates (all at once when None)."""
+        g = enc.ids.shape[0]
+        if not size or size >= g:
+            return [(slice(0, g), enc)]
+        out = []
+        for lo in range(0, g, size):
+            rows = slice(lo, min(lo + size, g))
+            x = enc.inputs
+            inputs = {"input_ids": x["input_ids"][rows], "attention_mask": x["attention_mask"][rows], "prompt_len": x["prompt_len"]}
+            out.append((rows, Encoded(ids=enc.ids[rows], mask=enc.mask[rows], inputs=inputs)))
+        return out
 
     def encode_ids(self, prompt_ids: list[int], completions: list[list[int]]) -> Encoded:
         """One group from token ids: input_ids (G, P + T) = prompt + completion, right-padded; the mask
@@ -138,13 +186,23 @@ class HFPolicy:
             input_ids[i, p : p + len(c)] = torch.tensor(c)
             attention[i, p : p + len(c)] = 1
             mask[i, : len(c)] = 1.0 if completions[i] else 0.0
-        inputs = {"input_ids": input_ids.to(self.device), "attention_mask": attention.to(self.device), "prompt_len": p}
-        return Encoded(ids=input_ids[:, p:].to(self.device), mask=mask.to(self.device), inputs=inputs)
+        inputs = {"input_ids": input_ids, "attention_mask": attention, "prompt_len": p}
+        return Encoded(ids=input_ids[:, p:], mask=mask, inputs=inputs)  # on the CPU: _on_device moves a copy per use
+
+    def _on_device(self, enc: Encoded) -> Encoded:
+        """`enc` with its tensors on the model's device (cached encodings stay on the CPU)."""
+        if enc.ids.device == self.device:
+            return enc
+        x = enc.inputs
+        inputs = {"input_ids": x["input_ids"].to(self.device, non_blocking=True),
+                  "attention_mask": x["attention_mask"].to(self.device, non_blocking=True), "prompt_len": x["prompt_len"]}
+        return Encoded(ids=enc.ids.to(self.device, non_blocking=True), mask=enc.mask.to(self.device, non_blocking=True), inputs=inputs)
 
     def loss(
         self, enc: Encoded, old_logp: Tensor | None, ref_logp: Tensor | None, advantages: Tensor, *,
         beta: float, normalizer: float, opts: LossOptions,
     ) -> tuple[Tensor, GRPOStats]:  # fmt: skip
+        enc = self._on_device(enc)
         hidden = self._hidden(enc)  # (G, T, H)
         weight, bias = self._head(hidden.dtype)
         return fused_linear_grpo_loss(
@@ -154,6 +212,7 @@ class HFPolicy:
         )  # fmt: skip
 
     def logprobs(self, enc: Encoded, temperature: float = 1.0, lm: Any = None) -> Tensor:
+        enc = self._on_device(enc)
         g = enc.ids.shape[0]
         with torch.no_grad():
             hidden = self._hidden(enc, lm)  # (G, T, H)
@@ -177,7 +236,13 @@ class HFPolicy:
         with self._adapters_off():
             return self.logprobs(enc, temperature)
 
+    def sequence_logprobs(self, enc: Encoded) -> Tensor:
+        """(G,) log pi(completion | prompt): the sum of the completion's token log-probs."""
+        enc = self._on_device(enc)
+        return (self.logprobs(enc) * enc.mask).sum(-1)
+
     def scores(self, enc: Encoded) -> Tensor:
+        enc = self._on_device(enc)
         logp = self.logprobs(enc)  # (G, T)
         return (logp * enc.mask).sum(-1) / enc.mask.sum(-1).clamp(min=1.0)  # (G,) mean token log-prob
 
@@ -221,7 +286,15 @@ class HFPolicy:
             raise CheckpointError(f"{directory}: weights do not fit {self.base} (missing {sorted(set(missing) - tied)[:3]}, unexpected {unexpected[:3]})")
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": "hf", "base": self.base, "lora_r": self.lora_r, "lora_alpha": self.lora_alpha}
+        fmt = self.prompt_format
+        return {"kind": "hf", "base": self.base, "lora_r": self.lora_r, "lora_alpha": self.lora_alpha,
+                "chat_template": fmt.chat_template, "system_prompt": fmt.system_prompt, "max_prompt_tokens": fmt.max_prompt_tokens}
+
+
+def _checkpointing(lm: Any) -> bool:
+    """Whether activation (gradient) checkpointing is on, under the name this transformers version uses."""
+    name = "is_activation_checkpointing" if hasattr(type(lm), "is_activation_checkpointing") else "is_gradient_checkpointing"
+    return bool(getattr(lm, name, False))
 
 
 def disable_dropout(net: Any) -> None:

@@ -29,6 +29,7 @@ class TrainSettings:
     model: str = "bow"  # "bow" | "tiny" | a local HF checkpoint dir (or hub id)
     val_dataset: Path | None = None
     val_interval: int = 0
+    val_split: float = 0.0  # hold out this share of the groups (by prompt) when there is no val_dataset
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
     steps: int = 200
     resume: bool = False
@@ -37,12 +38,17 @@ class TrainSettings:
     max_prompt_chars: int | None = None
     truncate_prompts: bool = False
     max_completion_tokens: int = 512
+    max_prompt_tokens: int | None = None  # hf: keep the last N prompt ids (left truncation)
+    chat_template: str = "auto"  # hf: auto | none | a Jinja file (policy.prompting)
+    system_prompt: str | None = None
+    micro_batch_size: int | None = None  # hf: candidates per forward/backward (a group is split, never its loss)
     skip_bad_lines: bool = False
     blocklist: Path | None = None
     reward_weights: dict[str, float] = field(default_factory=dict)
     # advantages
     adv_baseline: str = "mean"  # mean | median | loo
     scale_rewards: str = "group"  # group | batch | none
+    adv_std: str = "unbiased"  # unbiased (correction 1, as TRL) | population (correction 0)
     adv_clip: float | None = 5.0
     reward_clip: float | None = None
     # loss
@@ -60,7 +66,7 @@ class TrainSettings:
     kl_horizon: int = 100
     num_iterations: int = 1
     # optimisation
-    lr: float = 1e-4
+    lr: float | None = None  # None: the backend's default (policy.backends.DEFAULT_LR: bow 0.05, hf 1e-4)
     weight_decay: float = 0.0
     lr_step: int | None = None
     lr_gamma: float = 0.5
@@ -96,6 +102,7 @@ class TrainSettings:
     log_every: int = 1
     save_every: int = 100
     keep_checkpoints: int = 3
+    report_to: str = "none"  # none | tensorboard | wandb (policy.tracking)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (paths as strings), for meta.json and manifest.json."""

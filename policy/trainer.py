@@ -6,9 +6,10 @@ and counted) or groups sampled from the current policy and scored (online, polic
 group-relative advantages
 (policy.advantages), then for each of `num_iterations` updates: one forward + backward per group
 through the backend's kernels loss (normalised over the whole step, so the group losses sum to the
-step loss), clip the gradient norm, AdamW step. A step whose loss or gradient norm is not finite is
+step loss; bnpo, as TRL, per micro-batch of `groups_per_step` groups, see `_normalizers`), clip the gradient norm, AdamW step. A step whose loss or gradient norm is not finite is
 skipped (no update), counted in `nan_skips`, and its group ids logged; `max_nan_skips` such steps in a
-row raise TrainingDiverged. Every `log_every` steps a record goes to `<out>/metrics.jsonl`, every
+row raise TrainingDiverged. Every `log_every` steps a record goes to `<out>/metrics.jsonl` (and to the
+`report_to` tracker, policy.tracking), every
 `save_every` steps and at the end a checkpoint to `<out>/checkpoints/`; `<out>/manifest.json`
 describes the run.
 
@@ -40,13 +41,14 @@ import torch
 
 from policy import checkpoint as ckpt
 from policy.advantages import group_advantages, has_variance
-from policy.backends import Encoded, LossOptions, Policy, StepGroup, load_policy
-from policy.data import Dataset, Group, load_dataset
+from policy.backends import Encoded, LossOptions, Policy, StepGroup, default_lr, load_policy
+from policy.data import Dataset, Group, load_dataset, split_holdout
 from policy.errors import PolicyError, RewardError, SettingsError, TrainingDiverged
-from policy.evaluate import pairwise_accuracy
+from policy.evaluate import expected_reward, pairwise_accuracy
 from policy.manifest import build_manifest, write_manifest
 from policy.metrics import MetricsWriter, truncate_after
 from policy.online import OnlineSource
+from policy.prompting import PromptFormat
 from policy.prompts import PromptSet, load_prompts, prompts_from_groups
 from policy.reference import ReferenceCache
 from policy.reproducibility import deterministic_mode, rng_state, set_rng_state
@@ -54,6 +56,7 @@ from policy.samples import SamplesWriter
 from policy.sampler import Sampler
 from policy.schedules import KLController, lr_factor
 from policy.settings import Hooks, TrainSettings
+from policy.tracking import open_tracker
 
 log = logging.getLogger("policy")
 KILL_ENV = "GRPO_TEST_KILL_AFTER_SAVE"
@@ -81,7 +84,7 @@ def check_settings(s: TrainSettings) -> None:
 
 
 def _masked_mean(parts: list[tuple[torch.Tensor, torch.Tensor]]) -> float | None:
-    num = sum(float((v.float() * m).sum()) for v, m in parts)
+    num = sum(float((v.float() * m.to(v.device)).sum()) for v, m in parts)
     den = sum(float(m.sum()) for _, m in parts)
     return num / den if den else None
 
@@ -93,10 +96,12 @@ class Trainer:
         self.out = Path(settings.out)
         self.ckpt_root = self.out / "checkpoints"
         self.metrics = MetricsWriter(self.out / "metrics.jsonl")
+        self.tracker = open_tracker(settings.report_to, self.out, settings.to_json())  # fails here when not installed
         self.opts = LossOptions(settings.loss_type, settings.eps_low, settings.eps_high, settings.delta, settings.ratio_level, settings.temperature)
         self.kl = KLController(settings.beta, settings.kl_warmup, settings.kl_target, settings.kl_adaptive, settings.kl_adaptive_target, settings.kl_horizon)
         self.step = self.nan_skips = self.consecutive = self.filtered_total = 0
         self.last_val: float | None = None
+        self.last_expected: float | None = None
         self.reward_history: list[float | None] = []
         self._enc: dict[tuple[str, int], Encoded] = {}
 
@@ -128,9 +133,14 @@ class Trainer:
             gradient_checkpointing=s.gradient_checkpointing, max_completion_tokens=s.max_completion_tokens,
             bow_buckets=s.bow_buckets, seed=s.seed,
         )  # fmt: skip
+        if self.policy.kind == "hf":
+            fmt = PromptFormat(s.chat_template, s.system_prompt, s.max_prompt_tokens)
+            self.policy.set_format(fmt, mask_truncated=s.mask_truncated)  # type: ignore[attr-defined]
         self.online = self._online_source() if s.online else None
         if self.online is None:
             self.data: Dataset | PromptSet = self._load_data(s.dataset)
+            if s.val_split and self.val is None:  # a held-out split of the groups, by prompt
+                self.data, self.val = split_holdout(self.data, s.val_split)
             eligible = [has_variance(g.rewards, s.reward_clip) for g in self.data.groups]
             self.refs = ReferenceCache()
             if s.beta > 0 or (s.kl_target or 0) > 0:  # reference = the weights as loaded, before any resume
@@ -138,7 +148,8 @@ class Trainer:
         if self.data.bad_lines:
             log.warning("%s: skipped %d bad lines", self.data.path, self.data.bad_lines)
         self.params = self.policy.trainable_parameters()
-        self.optimizer = torch.optim.AdamW(self.params, lr=s.lr, weight_decay=s.weight_decay)
+        self.lr = s.lr if s.lr is not None else default_lr(self.policy.kind)  # unset: the backend's default
+        self.optimizer = torch.optim.AdamW(self.params, lr=self.lr, weight_decay=s.weight_decay)
         position = self._resume() if s.resume else 0
         if self.online is not None:
             self.online.sampler.position = position
@@ -204,19 +215,50 @@ class Trainer:
             return float(sum(e.ids.shape[0] for e in encs) * self.policy.max_tokens)
         return float(max(1, sum(e.tokens for e in encs)))
 
+    def _normalizers(self, encs: list[Encoded]) -> list[float]:
+        """One loss normaliser per group of the step. bnpo follows TRL: each micro-batch (offline
+        `groups_per_step` groups, `grad_accum` of them per step; online the whole step) is normalised
+        by its OWN token count and divided by the number of micro-batches, i.e. the step loss is
+        (1/A) * sum_m S_m / N_m (TRL: `sum / mask.sum() / current_gradient_accumulation_steps`). With
+        one micro-batch that equals dapo; with several it differs (dapo divides by the step's tokens).
+        Every other loss type uses one normaliser for the whole step (`_normalizer`)."""
+        if self.s.loss_type != "bnpo":
+            return [self._normalizer(encs)] * len(encs)
+        size = self.s.groups_per_step if self.online is None else len(encs)
+        chunks = [encs[i : i + size] for i in range(0, len(encs), size)]  # the micro-batches
+        return [float(max(1, sum(e.tokens for e in mb))) * len(chunks) for mb in chunks for _ in mb]
+
     def _offline_group(self, g: Group) -> StepGroup:
         ref = self.refs.get(g.gid, self.policy.device) if g.gid in self.refs else None
         return StepGroup(g.gid, f"{g.gid} ({self.s.dataset}:{g.line})", self.encode(g), g.rewards, None, ref)
 
+    def _backward_group(
+        self, b: StepGroup, enc: Encoded, old: torch.Tensor | None, adv: torch.Tensor, coef: float, norm: float,
+    ) -> tuple[float | None, list[tuple[Any, torch.Tensor]], torch.Tensor | None]:  # fmt: skip
+        """Loss + backward of one group in micro-batches of `micro_batch_size` candidates (hf; bow is listwise):
+        (the group's loss, or None when not finite; [(stats, mask)] per micro-batch; logp (G, T))."""
+        total, parts = 0.0, []
+        for rows, sub in self.policy.split(enc, self.s.micro_batch_size):
+            ref = None if b.ref_logp is None else b.ref_logp[rows]
+            loss, st = self.policy.loss(sub, None if old is None else old[rows], ref, adv[rows], beta=coef, normalizer=norm, opts=self.opts)
+            if self.hooks.loss_hook is not None:
+                loss = self.hooks.loss_hook(self.step + 1, b.index, loss)
+            if not torch.isfinite(loss):
+                return None, [], None
+            loss.backward()
+            total += float(loss.detach())
+            parts.append((st, sub.mask))
+        return total, parts, torch.cat([st.logp for st, _ in parts])
+
     def _train_step(self, batch: list[StepGroup]) -> tuple[dict[str, Any], list[torch.Tensor]]:
         s, k = self.s, self.step  # k: 0-based index of this update
-        lr = s.lr * lr_factor(k, warmup_steps=s.warmup_steps, lr_step=s.lr_step, lr_gamma=s.lr_gamma, cosine=s.cosine, total_steps=self.target_step)
+        lr = self.lr * lr_factor(k, warmup_steps=s.warmup_steps, lr_step=s.lr_step, lr_gamma=s.lr_gamma, cosine=s.cosine, total_steps=self.target_step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         coef = self.kl.coef(k)
-        advs = group_advantages([b.rewards for b in batch], baseline=s.adv_baseline, scale_rewards=s.scale_rewards, adv_clip=s.adv_clip, reward_clip=s.reward_clip)
+        advs = group_advantages([b.rewards for b in batch], baseline=s.adv_baseline, scale_rewards=s.scale_rewards, adv_clip=s.adv_clip, reward_clip=s.reward_clip, adv_std=s.adv_std)
         encs = [b.enc for b in batch]
-        norm = self._normalizer(encs)
+        norms = self._normalizers(encs)  # one per group (bnpo: per micro-batch)
         old: list[torch.Tensor | None] = [b.old_logp for b in batch]
         bad: list[StepGroup] = []
         grad_norm = loss_total = None
@@ -224,17 +266,14 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss_total, stats = 0.0, []
             for i, (b, enc) in enumerate(zip(batch, encs)):
-                loss, st = self.policy.loss(enc, old[i], b.ref_logp, advs[i], beta=coef, normalizer=norm, opts=self.opts)
-                if self.hooks.loss_hook is not None:
-                    loss = self.hooks.loss_hook(self.step + 1, b.index, loss)
-                if not torch.isfinite(loss):
+                value, parts, logp = self._backward_group(b, enc, old[i], advs[i], coef, norms[i])
+                if value is None:
                     bad.append(b)
                     continue
-                loss.backward()
-                loss_total += float(loss.detach())
-                stats.append((st, enc.mask))
+                loss_total += value
+                stats += parts
                 if it == 0 and s.num_iterations > 1 and old[i] is None:
-                    old[i] = st.logp
+                    old[i] = logp
             if not bad:
                 grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, s.max_grad_norm))
                 if not math.isfinite(grad_norm):
@@ -284,17 +323,19 @@ class Trainer:
     def _position(self) -> int:
         return self.online.position if self.online is not None else self.sampler.position
 
-    def _validate(self) -> float | None:
+    def _validate(self) -> dict[str, float | None]:
+        """Held-out quality: pairwise accuracy and the reward the policy expects (policy.evaluate)."""
         assert self.val is not None
-        acc, _ = pairwise_accuracy(self.policy, self.val.groups, lambda g: self.encode(g, "val"))
-        return acc
+        encode = lambda g: self.encode(g, "val")  # noqa: E731
+        acc, _ = pairwise_accuracy(self.policy, self.val.groups, encode)
+        return {"val_pairwise_acc": acc, "policy_expected_reward": expected_reward(self.policy, self.val.groups, encode)}
 
     def _start(self) -> None:
         """Guard seam, manifest, on_start: right before the first step."""
         if self.hooks.before_train is not None:
             self.hooks.before_train()
         fingerprints = {"train": self.data.fingerprint} | ({"val": self.val.fingerprint} if self.val else {})
-        extra = {"policy": self.policy.describe(), "start_step": self.start_step, "kernels_backend": _backend()}
+        extra = {"policy": self.policy.describe(), "start_step": self.start_step, "kernels_backend": _backend(), "lr": self.lr}
         write_manifest(self.out / "manifest.json", build_manifest(self.s.to_json(), fingerprints, extra))
         if self.hooks.on_start is not None:
             self.hooks.on_start({"start_step": self.start_step, "target_step": self.target_step, "groups": len(self.data), "model": self.policy.describe()})
@@ -332,9 +373,12 @@ class Trainer:
         values["tokens_per_s"] = values["tokens"] / max(time.perf_counter() - t0, 1e-9)
         last = self.step == self.target_step
         if self.val is not None and ((s.val_interval and self.step % s.val_interval == 0) or last):
-            values["val_pairwise_acc"] = self.last_val = self._validate()
+            values.update(self._validate())
+            self.last_val, self.last_expected = values["val_pairwise_acc"], values["policy_expected_reward"]
         stop = self.hooks.should_stop is not None and self.hooks.should_stop()
         rec = self.metrics.write(values) if self.step % s.log_every == 0 or last or bad or stop else None
+        if rec is not None:
+            self.tracker.log(rec)
         if self.hooks.on_step is not None:
             self.hooks.on_step(values)
         if self.consecutive >= s.max_nan_skips:
@@ -348,7 +392,7 @@ class Trainer:
         began = time.time()
         rec: dict[str, Any] | None = None
         path: Path | None = None
-        with deterministic_mode(self.s.deterministic):
+        with deterministic_mode(self.s.deterministic), self.tracker:
             self.setup()
             self._start()
             while self.step < self.target_step:
@@ -372,7 +416,8 @@ class Trainer:
             "loss": final.get("loss"), "reward_mean": final.get("reward_mean"), "kl": final.get("kl"),
             "nan_skips": self.nan_skips, "groups_filtered": self.filtered_total, "bad_lines": self.data.bad_lines,
             "blocked_candidates": self.data.blocked, "truncated_prompts": self.data.truncated_prompts,
-            "val_pairwise_acc": self.last_val, "checkpoint": str(path) if path else None,
+            "val_pairwise_acc": self.last_val, "policy_expected_reward": self.last_expected,
+            "checkpoint": str(path) if path else None,
             "reward_first": _mean(self.reward_history[:10]), "reward_last": _mean(self.reward_history[-10:]),
             "mode": "online" if self.online is not None else "offline",
             "metrics": str(self.metrics.path), "manifest": str(self.out / "manifest.json"),

@@ -163,6 +163,12 @@ def _when(ts: float | None) -> str:
     return "-" if ts is None else datetime.fromtimestamp(ts).strftime("%H:%M:%S")
 
 
+def _quality(trained: dict) -> str:
+    """' acc 0.81' for a level's held-out pairwise accuracy after the cycle (empty when not measured)."""
+    acc = trained.get("val_acc")
+    return "" if acc is None else f" acc {acc:.2f}"
+
+
 @auto_group.command("status")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
@@ -183,7 +189,7 @@ def status(ctx: Ctx, as_json: bool) -> None:
         table.add_column(col)
     for rec in reply["cycles"]:
         groups = ",".join(f"{k}={v}" for k, v in (rec.get("groups") or {}).items())
-        steps = ",".join(f"{k} {v.get('from_step')}→{v.get('to_step')}" for k, v in (rec.get("trained") or {}).items())
+        steps = ",".join(f"{k} {v.get('from_step')}→{v.get('to_step')}{_quality(v)}" for k, v in (rec.get("trained") or {}).items())
         table.add_row(str(rec.get("cycle")), _when(rec.get("start")), _when(rec.get("end")), rec.get("outcome", "?"),
                       groups, steps, rec.get("reason", ""))
     Console().print(table)

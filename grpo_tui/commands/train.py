@@ -1,4 +1,4 @@
-"""`grpo train` (GRPO on group JSONL) and `grpo eval` (held-out pairwise accuracy).
+"""`grpo train` (GRPO on group JSONL) and `grpo eval` (held-out pairwise accuracy; `--sweep`: of every checkpoint of a run).
 
 `grpo train` has one flag per field of `grpo_tui.config.TrainConfig` (generated from the model, so the
 defaults shown are its defaults and an unset flag lets `--preset` / `--config-file` apply), plus
@@ -36,7 +36,8 @@ if typing.TYPE_CHECKING:
 HELP: dict[str, str] = {
     "dataset": "Group JSONL to train on (one prompt + candidates with rewards per line).",
     "val_dataset": "Held-out group JSONL; its pairwise accuracy is logged every --val-interval steps.",
-    "val_interval": "Steps between validation runs (0 = only with --val-dataset at the end).",
+    "val_interval": "Steps between validation runs (0 = only at the end).",
+    "val_split": "Without --val-dataset: hold out this share of the groups (by prompt hash) and validate on them.",
     "out": "Run folder for metrics.jsonl, checkpoints/ and manifest.json [default: the home folder].",
     "model": "Policy: 'bow', 'tiny' (a small random LM built under the out dir) or an HF checkpoint dir.",
     "device": "auto, cpu, cuda or cuda:N.",
@@ -45,12 +46,17 @@ HELP: dict[str, str] = {
     "grad_accum": "Micro-batches per optimizer step.",
     "max_prompt_chars": "Longer prompts are bad lines (or cut, with --truncate-prompts).",
     "truncate_prompts": "Cut prompts longer than --max-prompt-chars instead of rejecting the line.",
-    "max_completion_tokens": "Completion tokens kept per candidate (hf backends).",
+    "max_completion_tokens": "Completion tokens kept per candidate (hf); a longer logged one is cut, without eos.",
+    "max_prompt_tokens": "Keep the last N prompt tokens (left truncation; hf).",
+    "chat_template": "hf: 'auto' (the tokenizer's template when it has one; the prompt is the user message), 'none', or a Jinja file.",
+    "system_prompt": "hf: a system message before the prompt (in the chat template, or as a first paragraph).",
+    "micro_batch_size": "hf: candidates per forward/backward; a group is split in micro-batches, its loss is not.",
     "skip_bad_lines": "Skip and count invalid dataset lines instead of failing on the first.",
     "blocklist": "File of substrings, one per line; a candidate containing one gets the minimum reward.",
     "reward_weights": "Mix named reward axes: 'name=w,name=w' (uses each candidate's 'rewards').",
     "adv_baseline": "Advantage baseline: group mean, median, or leave-one-out.",
     "scale_rewards": "Divide advantages by the group's std, the batch's, or not at all.",
+    "adv_std": "Std used by --scale-rewards: unbiased (n-1, as TRL) or population (n, the former default).",
     "adv_clip": "Clamp advantages to [-x, x].",
     "reward_clip": "Clamp rewards to [-x, x] before advantages.",
     "loss_type": "GRPO loss normalisation (kernels.LOSS_TYPES).",
@@ -66,7 +72,7 @@ HELP: dict[str, str] = {
     "kl_adaptive_target": "Measured KL the adaptive controller steers towards.",
     "kl_horizon": "Adaptive KL controller horizon, steps.",
     "num_iterations": "Optimizer updates per batch (old log-probs captured before the first).",
-    "lr": "AdamW learning rate.",
+    "lr": "AdamW learning rate [default: the backend's: bow 0.05, tiny / HF models 1e-4].",
     "weight_decay": "AdamW weight decay.",
     "lr_step": "StepLR: multiply the LR by --lr-gamma every N steps.",
     "lr_gamma": "StepLR factor.",
@@ -87,7 +93,7 @@ HELP: dict[str, str] = {
     "max_new_tokens": "Online: token limit per sampled completion (one that hits it is truncated).",
     "top_p": "Online: nucleus sampling (1 = off).",
     "top_k": "Online: top-k sampling (0 = off).",
-    "mask_truncated": "Online: drop completions that hit --max-new-tokens from the loss.",
+    "mask_truncated": "Drop completions cut at the token limit from the loss (online: --max-new-tokens; offline: --max-completion-tokens).",
     "mix_logged": "Online with --dataset: up to N logged candidates join each sampled group.",
     "reward_fn": "Online reward function, repeatable: module:function, path/file.py:function or builtin:exec_tests|format|overlong.",
     "judge": "Online: a frozen reward model dir (HF sequence classifier with one label, or `grpo train-judge` output).",
@@ -100,6 +106,7 @@ HELP: dict[str, str] = {
     "log_every": "Steps between metrics records.",
     "save_every": "Steps between checkpoints (one is always written at the end).",
     "keep_checkpoints": "Checkpoints kept (newest).",
+    "report_to": "Mirror every metrics record to TensorBoard (<out>/tensorboard/) or W&B (offline, <out>/wandb/); needs that extra.",
 }
 
 
@@ -270,11 +277,16 @@ DATA_FLAGS = ["max_prompt_chars", "truncate_prompts", "max_completion_tokens", "
 @click.option("--dataset", type=click.Path(path_type=Path, dir_okay=False), required=True, help="Held-out group JSONL.")
 @click.option("--model", default=None, help="bow, tiny or an HF checkpoint dir (not needed with --checkpoint).")
 @click.option("--checkpoint", type=click.Path(path_type=Path, file_okay=False), help="A step_NNNNNN dir, or a run dir (its newest intact checkpoint).")
+@click.option("--sweep", type=click.Path(path_type=Path, file_okay=False), help="A run dir: evaluate every intact checkpoint it kept (see --keep-checkpoints), step by step.")
+@click.option("--plot", "plot_path", type=click.Path(path_type=Path, dir_okay=False), help="With --sweep: draw accuracy against step into FILE.png (needs the plot extra).")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), help="Run dir whose models/tiny `--model tiny` uses [default: the home folder].")
 @config_options(DATA_FLAGS)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
 @pass_ctx
-def eval_cmd(ctx: Ctx, dataset: Path, model: str | None, checkpoint: Path | None, out: Path | None, as_json: bool, **flags: Any) -> None:
+def eval_cmd(
+    ctx: Ctx, dataset: Path, model: str | None, checkpoint: Path | None, sweep: Path | None, plot_path: Path | None,
+    out: Path | None, as_json: bool, **flags: Any,
+) -> None:  # fmt: skip
     """Pairwise accuracy of a policy on held-out groups: how often it ranks the better candidate higher."""
     from policy import checkpoint as ckpt
     from policy.backends import load_policy, policy_for_checkpoint
@@ -286,12 +298,20 @@ def eval_cmd(ctx: Ctx, dataset: Path, model: str | None, checkpoint: Path | None
     if flags.get("reward_weights") is not None:
         flags["reward_weights"] = parse_weights(flags["reward_weights"])
     cfg = load_config(TrainConfig, flags=flags)
-    if checkpoint is None and model is None:
-        raise UsageError("pass --model (bow, tiny or an HF dir) or --checkpoint DIR")
+    if checkpoint is None and model is None and sweep is None:
+        raise UsageError("pass --model (bow, tiny or an HF dir), --checkpoint DIR or --sweep RUN_DIR")
+    if sweep is not None and (checkpoint is not None or model is not None):
+        raise UsageError("--sweep evaluates a run's own checkpoints; drop --model / --checkpoint")
+    if plot_path is not None and sweep is None:
+        raise UsageError("--plot draws a --sweep; pass --sweep RUN_DIR")
+    if plot_path is not None:
+        require_matplotlib()
     data = load_dataset(
         dataset, skip_bad_lines=cfg.skip_bad_lines, max_prompt_chars=cfg.max_prompt_chars,
         truncate_prompts=cfg.truncate_prompts, blocklist=cfg.blocklist, reward_weights=cfg.reward_weights,
     )  # fmt: skip
+    if sweep is not None:
+        return eval_sweep(sweep, dataset, data, cfg, plot_path=plot_path, as_json=as_json)
     step = path = None
     if checkpoint is not None:
         path, meta = ckpt.resolve(checkpoint)
@@ -313,3 +333,92 @@ def eval_cmd(ctx: Ctx, dataset: Path, model: str | None, checkpoint: Path | None
         click.echo(orjson.dumps(clean(result)).decode())
     else:
         click.echo(f"pairwise accuracy {acc:.4f} over {pairs} pairs in {len(data)} groups")
+
+
+def require_matplotlib() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise UsageError("--plot needs matplotlib: pip install 'grpo-tui[plot]' (or pip install matplotlib)")
+
+
+def eval_sweep(run: Path, dataset: Path, data: Any, cfg: TrainConfig, *, plot_path: Path | None, as_json: bool) -> None:
+    """`grpo eval --sweep RUN_DIR`: held-out pairwise accuracy of every intact checkpoint of a run, by step.
+
+    A run keeps only its newest --keep-checkpoints checkpoints; a corrupt one is skipped with a warning.
+    """
+    import logging
+
+    from policy import checkpoint as ckpt
+    from policy.backends import policy_for_checkpoint
+    from policy.errors import CheckpointError, DatasetError
+    from policy.evaluate import pairwise_accuracy
+    from policy.metrics import clean
+
+    root = run / "checkpoints" if ckpt.list_checkpoints(run / "checkpoints") else run
+    found = sorted(ckpt.list_checkpoints(root))  # (step, dir), oldest first
+    if not found:
+        raise CheckpointError(f"{run}: no checkpoints (expected step_NNNNNN dirs here or under checkpoints/)")
+    points, skipped, policies = [], [], {}
+    for step, path in found:
+        try:
+            meta = ckpt.verify(path)
+        except CheckpointError as exc:
+            logging.getLogger("grpo_tui").warning("skipping %s: %s", path.name, exc)
+            skipped.append(str(path))
+            continue
+        key = orjson.dumps(meta.get("policy", {}), option=orjson.OPT_SORT_KEYS)
+        if key not in policies:  # one policy per architecture; each checkpoint's weights loaded into it
+            policies[key] = policy_for_checkpoint(meta, device=cfg.device, max_completion_tokens=cfg.max_completion_tokens)
+        policy = policies[key]
+        policy.load_weights(path)
+        acc, pairs = pairwise_accuracy(policy, data.groups)
+        if acc is None:
+            raise DatasetError(f"{dataset}: no candidate pairs with different rewards; nothing to rank")
+        points.append({"step": int(meta.get("step", step)), "checkpoint": str(path), "pairwise_acc": acc, "pairs": pairs})
+    if not points:
+        raise CheckpointError(f"{run}: no intact checkpoint: {'; '.join(skipped)}")
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"held-out pairwise accuracy of {run} on {dataset}")
+    for name in ("step", "pairwise acc", "pairs"):
+        table.add_column(name, justify="right")
+    for p in points:
+        table.add_row(str(p["step"]), f"{p['pairwise_acc']:.4f}", str(p["pairs"]))
+    Console(stderr=as_json).print(table)
+    if plot_path is not None:
+        click.echo(f"plot: {plot_sweep(points, plot_path, title=f'{run.name} on {dataset.name}')}", err=as_json)
+    if as_json:
+        result = {"run": str(run), "dataset": str(dataset), "dataset_fingerprint": data.fingerprint, "groups": len(data), "points": points, "skipped": skipped}
+        click.echo(orjson.dumps(clean(result)).decode())
+
+
+def plot_sweep(points: list[dict[str, Any]], path: Path, *, title: str) -> Path:
+    """Held-out pairwise accuracy against step, written atomically to `path` (PNG)."""
+    import os
+    import tempfile
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot([p["step"] for p in points], [p["pairwise_acc"] for p in points], marker="o")
+    ax.axhline(0.5, color="grey", linestyle=":", linewidth=1)  # chance
+    ax.set(xlabel="step", ylabel="held-out pairwise accuracy", title=title, ylim=(0, 1))
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png", dpi=110)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path

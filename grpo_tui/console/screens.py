@@ -148,6 +148,7 @@ class StartAutoScreen(_Form):
 
     def values(self) -> dict[str, Any]:
         out: dict[str, Any] = {name: self.query_one(f"#{name}", Input).value.strip() for name, _ in self.NUMBERS}
+        out["lr"] = out["lr"] or None  # blank: the backend's default lr
         out["levels"] = [p.strip() for p in self.query_one("#levels", Input).value.split(",") if p.strip()]
         out["mode"] = self.query_one("#mode", Select).value
         out["model"] = self.query_one("#model", Input).value.strip()
@@ -157,7 +158,7 @@ class StartAutoScreen(_Form):
         if "mode" in train:
             raise ConfigError("train keys: choose the mode with the train mode select above, not here")
         out["train"] = train | {"mode": self.query_one("#train_mode", Select).value}
-        for key in ("workspace", "top_k", "bottom_k", "lr_step", "lr_gamma", "kl_warmup", "kl_target"):
+        for key in ("workspace", "top_k", "bottom_k", "lr_step", "lr_gamma", "kl_warmup", "kl_target", "on_checkpoint"):
             out[key] = self.initial[key]  # kept as they were (CLI or config file sets them)
         return out
 

@@ -284,6 +284,21 @@ def metric_values(records: list[dict], keys: tuple[str, ...]) -> list[object] | 
     return out
 
 
+def headline(records: list[dict]) -> Text | None:
+    """A level's quality headline: the latest held-out pairwise accuracy and expected reward, first vs now."""
+    vals = [r for r in records if r.get("val_pairwise_acc") is not None]
+    if not vals:
+        return None
+    first, last = vals[0], vals[-1]
+    parts = [("held-out acc ", "dim"), (num(last["val_pairwise_acc"]), "bold")]
+    if len(vals) > 1:
+        parts.append((f" (from {num(first['val_pairwise_acc'])})", "dim"))
+    if last.get("policy_expected_reward") is not None:
+        parts += [("  expected reward ", "dim"), (num(last["policy_expected_reward"]), "bold")]
+    parts.append((f"  @ step {last.get('step', '?')}", "dim"))
+    return Text.assemble(*parts)
+
+
 class MetricsPanel(Panel):
     TITLE = "metrics"
 
@@ -304,6 +319,10 @@ class MetricsPanel(Panel):
             if not records:
                 continue
             tags = [Text(level, style="bold"), Text(f"step {records[-1].get('step', '?')}", style="dim")]
+            quality = headline(records)
+            if quality is not None:
+                out.append(Text.assemble((level.ljust(10), "bold"), " ", quality))
+                tags[0] = Text("")
             i = 0
             for label, keys in METRICS:
                 values = metric_values(records, keys)

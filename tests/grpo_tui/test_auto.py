@@ -4,7 +4,8 @@ Covers: >= 2 training cycles where the second continues the first's checkpoint, 
 clients at once, a stop answered within 2 s, shutdown removing the socket, a killed trainer recorded
 as a failed cycle after which the next cycle runs, a failing guard skipping the cycle, a client
 of a dead daemon saying so, and a cycle whose `train:` section trains the tiny LM online on the
-prompts it has just mined (plus the `grpo train` arguments a section turns into).
+prompts it has just mined (plus the `grpo train` arguments a section turns into), and a LoRA cycle
+whose `on_checkpoint` hook exports the checkpoint into serve/<level>/ and runs a command.
 """
 
 from __future__ import annotations
@@ -175,7 +176,7 @@ def test_train_args_without_a_section_are_the_plain_offline_flags(tmp_path: Path
     assert train_args(tmp_path, cfg, "patch") == [
         "train", "--dataset", str(tmp_path / "auto" / "patch.jsonl"), "--out", str(tmp_path / "auto" / "ckpts_patch"),
         "--model", "bow", "--device", "auto", "--steps", "7", "--resume", "--lr", "0.01", "--beta", "0.04",
-        "--kl-warmup", "0", "--json", "--lr-step", "5", "--lr-gamma", "0.5", "--kl-target", "0.1"]
+        "--kl-warmup", "0", "--json", "--val-split", "0.1", "--lr-step", "5", "--lr-gamma", "0.5", "--kl-target", "0.1"]
     assert not (tmp_path / "auto" / "train_patch.yaml").exists()
 
 
@@ -191,3 +192,54 @@ def test_train_args_drop_the_top_level_flags_a_section_key_overrides(tmp_path: P
     assert yaml.safe_load(path.read_text()) == {"online": True, "steps": 2, "lr_step": 4, "reward_fn": ["builtin:format"]}
     train_args(tmp_path, AutoConfig(), "global")  # the section gone: no stale file beside the run
     assert not path.exists()
+
+
+def test_lora_cycle_exports_the_checkpoint_and_runs_the_serving_hook(auto_home: Path) -> None:
+    home = auto_home
+    grpo(home, "guard", "--min-free-gb", "0", "--min-ram-gb", "0")
+    marker = home.parent / "served.txt"
+    config = home.parent / "auto.yaml"
+    config.write_text(yaml.safe_dump({
+        "period_sec": 3600, "min_groups": 5, "model": "tiny", "device": "cpu", "steps": 2, "train": {"lora_r": 4},
+        "on_checkpoint": {"export": True, "dtype": "fp32",
+                          "command": f'test -f "$GRPO_EXPORT_DIR/SHA256SUMS" && printf "%s %s" "$GRPO_LEVEL" "$GRPO_STEP" > {marker}'},
+    }))
+    grpo(home, "auto", "start", "--detach", "--config-file", str(config))
+    cycle = wait_for(lambda: [c for c in status(home)["cycles"] if c["outcome"] != "skipped"])[0]
+    assert ControlClient(home).request("stop")["ok"]
+    assert cycle["outcome"] == "ok", cycle
+    assert cycle["trained"]["global"]["to_step"] == 2
+    serve = home / "serve" / "global"
+    assert cycle["serve"] == {"global": {"ok": True, "step": 2, "export": str(serve / "step_000002"), "kind": "merged"}}
+    assert marker.read_text() == "global 2"
+    assert os.readlink(serve / "current") == "step_000002"
+    assert (serve / "current" / "config.json").exists() and (serve / "current" / "model.safetensors").exists()
+    assert subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=serve / "current", capture_output=True).returncode == 0
+    assert "exported" in (home / "auto" / "logs" / f"cycle_{cycle['cycle']:05d}_export_global.log").read_text()
+
+
+def test_serving_hook_failures_and_timeouts_are_reported_not_raised(tmp_path: Path) -> None:
+    from grpo_tui.cycle import SubprocessCycleRunner
+
+    runner, stop = SubprocessCycleRunner(tmp_path), threading.Event()
+    env = {**os.environ, "GRPO_LEVEL": "patch"}
+    assert runner._run_hook('echo "$GRPO_LEVEL"', env, 30, "ok", stop) is None
+    assert (tmp_path / "auto" / "logs" / "ok.log").read_text() == "patch\n"
+    assert runner._run_hook("echo nope >&2; exit 3", env, 30, "bad", stop) == "exited with code 3: nope"
+    assert runner._run_hook("sleep 60", env, 0.5, "slow", stop).startswith("timed out after 0.5 s")
+    with pytest.raises(ValueError, match="on_checkpoint.export serves a language model"):
+        AutoConfig.model_validate({"on_checkpoint": {"export": True}})  # the default model is bow
+
+
+def test_point_current_and_prune_keep_current_plus_the_newest_exports(tmp_path: Path) -> None:
+    from grpo_tui.cycle import point_current, prune_exports
+
+    for step in (1, 2, 3, 4, 5):
+        (tmp_path / f"step_{step:06d}").mkdir()
+    point_current(tmp_path, "step_000002")
+    point_current(tmp_path, "step_000003")  # replaced in one step, no leftover temp link
+    prune_exports(tmp_path, keep=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["current", "step_000003", "step_000004", "step_000005"]
+    prune_exports(tmp_path, keep=0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["current", "step_000003"]
+    assert os.readlink(tmp_path / "current") == "step_000003"

@@ -156,3 +156,39 @@ def test_sigterm_stops_after_the_step_with_a_checkpoint(home: Path, tmp_path: Pa
     summary = last_json(out)
     assert summary["status"] == "stopped" and 2 <= summary["step"] < 100000
     assert Path(summary["checkpoint"]).name == f"step_{summary['step']:06d}" and Path(summary["checkpoint"]).is_dir()
+
+
+def test_eval_sweep_scores_every_kept_checkpoint(grpo, home: Path, tmp_path: Path) -> None:
+    data, run = dataset(tmp_path / "d.jsonl"), tmp_path / "run"
+    code, _, err = grpo("train", "--dataset", str(data), "--steps", "6", "--lr", "0.05", "--out", str(run),
+                        "--save-every", "1", "--keep-checkpoints", "5", "--json")
+    assert code == 0, err
+    code, out, err = grpo("eval", "--sweep", str(run), "--dataset", str(data), "--json")
+    assert code == 0, err
+    result = last_json(out)
+    assert result["run"] == str(run) and result["dataset"] == str(data)
+    steps = [p["step"] for p in result["points"]]
+    assert steps == [2, 3, 4, 5, 6]  # the newest 5 of 6 checkpoints were kept
+    assert all(0 <= p["pairwise_acc"] <= 1 and p["pairs"] > 0 for p in result["points"])
+    assert [Path(p["checkpoint"]).name for p in result["points"]] == [f"step_{s:06d}" for s in steps]
+    code, out, err = grpo("eval", "--checkpoint", str(run / "checkpoints" / "step_000006"), "--dataset", str(data), "--json")
+    assert code == 0, err
+    single = last_json(out)
+    assert single["pairwise_acc"] == result["points"][-1]["pairwise_acc"] and single["pairs"] == result["points"][-1]["pairs"]
+    code, out, err = grpo("eval", "--sweep", str(run), "--dataset", str(data))  # the table
+    assert code == 0, err
+    assert "step" in out and "pairwise acc" in out and "0." in out
+    code, _, err = grpo("eval", "--sweep", str(run), "--model", "bow", "--dataset", str(data))
+    assert code == 2 and "--sweep" in err
+    code, _, err = grpo("eval", "--sweep", str(tmp_path), "--dataset", str(data))
+    assert code == 1 and "no checkpoints" in err
+
+
+def test_eval_sweep_plot(grpo, home: Path, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="--plot needs the plot extra (matplotlib)")
+    data, run = dataset(tmp_path / "d.jsonl"), tmp_path / "run"
+    assert grpo("train", "--dataset", str(data), "--steps", "2", "--out", str(run), "--save-every", "1", "--json")[0] == 0
+    png = tmp_path / "sweep.png"
+    code, _, err = grpo("eval", "--sweep", str(run), "--dataset", str(data), "--plot", str(png), "--json")
+    assert code == 0, err
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -245,3 +245,47 @@ def test_real_clock_window(store, home):
     store.client.xadd("rl_actions", {"data": orjson.dumps(rec("Written just now by an agent", "b", 0.2))})
     time.sleep(0.002)
     assert len(collect(store, MineParams(hours=0.01), home).groups["global"]) == 1
+
+
+def test_reward_axes_are_mined_and_train_with_reward_weights(store, home, tmp_path, grpo):
+    """Each candidate keeps its record's `rewards` axes (a folded duplicate keeps its best entry's axes),
+    so `grpo train --reward-weights` runs on the mined file."""
+    from miner.actionlog import ActionLog
+
+    def action(prompt: str, text: str, reward: float, axes: dict | None, ts: float) -> dict:
+        r = rec(prompt, text, reward, timestamp=ts)
+        return r if axes is None else {**r, "rewards": axes}
+
+    t = time.time() - 60
+    add(store, [{**rec("Speed up the parser loop", "loop W", 0.4), "rewards": {"tests": True}}],  # not numbers
+        start_ms=int(t * 1000) - 60_000)  # written raw: ActionLog's validation refuses such axes
+    ActionLog(store).record_actions([  # oldest first, so the newest entry wins a reward tie
+        action("Fix the flaky login test", "patch A", 0.2, {"tests": 0.0, "style": 1.0}, t),
+        action("Fix the flaky login test", "patch B", 0.9, {"tests": 1.0, "style": 0.5}, t + 1),
+        action("Fix the flaky login test", "patch A", 0.6, {"tests": 0.5, "style": 0.5}, t + 2),  # best of "patch A"
+        action("Fix the flaky login test", "patch A", 0.1, {"tests": 0.0, "style": 0.0}, t + 3),
+        action("Speed up the parser loop", "loop X", 0.3, {"tests": 0.0, "style": 1.0}, t + 4),
+        action("Speed up the parser loop", "loop Y", 0.7, {"tests": 1.0, "style": 0.0}, t + 5),
+        action("Speed up the parser loop", "loop Z", 0.5, None, t + 6),  # no axes: none in the output
+    ])
+    out = tmp_path / "mined.jsonl"
+    result = mine(store, MineParams(hours=1), home, out=out)
+    assert result.actions_mined == 8
+    groups = {g["prompt"]: {c["text"]: c for c in g["candidates"]} for g in read_jsonl(out)}
+    login = groups["Fix the flaky login test"]
+    assert login["patch A"] == {"text": "patch A", "reward": 0.6, "rewards": {"tests": 0.5, "style": 0.5}}
+    assert login["patch B"]["rewards"] == {"tests": 1.0, "style": 0.5}
+    parser = groups["Speed up the parser loop"]
+    assert parser["loop X"]["rewards"] == {"tests": 0.0, "style": 1.0}
+    assert parser["loop Y"]["rewards"] == {"tests": 1.0, "style": 0.0}
+    assert "rewards" not in parser["loop Z"] and "rewards" not in parser["loop W"]  # absent / not numbers
+
+    only_axes = tmp_path / "axes.jsonl"  # --reward-weights needs every candidate's axes
+    only_axes.write_text("".join(json.dumps({**g, "candidates": [c for c in g["candidates"] if "rewards" in c]}) + "\n"
+                                 for g in read_jsonl(out)))
+    code, stdout, err = grpo("train", "--dataset", str(only_axes), "--reward-weights", "tests=1,style=0.2",
+                             "--steps", "2", "--out", str(tmp_path / "run"), "--json")
+    assert code == 0, err
+    assert json.loads(stdout.splitlines()[-1])["step"] == 2
+    metrics = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    assert "axis_tests_mean" in metrics[-1] and "axis_style_mean" in metrics[-1]

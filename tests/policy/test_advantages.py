@@ -2,18 +2,52 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from policy.advantages import EPS, group_advantages, has_variance
 
 
-def test_group_z_score_uses_population_std() -> None:
-    (adv,) = group_advantages([[0.0, 1.0, 2.0, 5.0]], adv_clip=None)
-    r = torch.tensor([0.0, 1.0, 2.0, 5.0], dtype=torch.float64)
-    expected = (r - r.mean()) / (r.std(correction=0) + EPS)
-    assert torch.allclose(adv.double(), expected, atol=1e-6)
-    assert adv.dtype == torch.float32 and abs(float(adv.mean())) < 1e-6
+# The advantages are computed in float64 and rounded once to float32: relative error <= 2**-24 each,
+# so 2**-23 relative is a safe bound (the float64 hand computation's own error is ~1e-16, negligible).
+RTOL = 2.0**-23
+
+
+def _hand_std(xs: list[float], correction: int) -> float:
+    mean = math.fsum(xs) / len(xs)
+    return math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / (len(xs) - correction))
+
+
+@pytest.mark.parametrize("adv_std,correction", [("unbiased", 1), ("population", 0)])
+def test_group_z_score_against_a_float64_hand_computation(adv_std: str, correction: int) -> None:
+    r = [0.0, 1.0, 2.0, 5.0]
+    kwargs = {} if adv_std == "unbiased" else {"adv_std": adv_std}  # unbiased is the default
+    (adv,) = group_advantages([r], adv_clip=None, **kwargs)
+    mean, std = math.fsum(r) / len(r), _hand_std(r, correction)
+    expected = torch.tensor([(x - mean) / (std + EPS) for x in r], dtype=torch.float64)
+    torch.testing.assert_close(adv.double(), expected, rtol=RTOL, atol=0.0)
+    assert adv.dtype == torch.float32
+
+
+def test_two_candidates_differ_by_sqrt2_between_the_stds() -> None:
+    """G=2: the unbiased std is sqrt(2) x the population std, so the unbiased (TRL) advantages are
+    ±1/sqrt(2) where the population ones are ±1: the population version is sqrt(2) larger."""
+    (unbiased,) = group_advantages([[0.25, 0.75]], adv_clip=None)
+    (population,) = group_advantages([[0.25, 0.75]], adv_clip=None, adv_std="population")
+    # population std 0.25, unbiased 0.25 * sqrt(2); with eps the ratio is (0.25 sqrt(2) + EPS) / (0.25 + EPS)
+    ratio = (0.25 * math.sqrt(2) + EPS) / (0.25 + EPS)
+    torch.testing.assert_close(population.double() / unbiased.double(), torch.full((2,), ratio, dtype=torch.float64), rtol=2 * RTOL, atol=0.0)
+    assert abs(ratio - math.sqrt(2)) < 1e-3
+
+
+def test_a_single_candidate_group_gets_zero_advantages() -> None:
+    for scale in ("group", "batch", "none"):
+        for std in ("unbiased", "population"):
+            advs = group_advantages([[0.7], [0.0, 1.0]], scale_rewards=scale, adv_std=std, adv_clip=None)
+            assert advs[0].tolist() == [0.0] and torch.isfinite(advs[1]).all()
+    assert group_advantages([[0.7]], scale_rewards="batch")[0].tolist() == [0.0]  # a batch of one reward
 
 
 def test_median_and_leave_one_out_baselines_without_scaling() -> None:
@@ -23,12 +57,13 @@ def test_median_and_leave_one_out_baselines_without_scaling() -> None:
     assert torch.allclose(loo, torch.tensor([1 - 4.0, 2 - 3.5, 6 - 1.5]))  # r_i - mean of the others
 
 
-def test_batch_scaling_divides_every_group_by_the_batch_std() -> None:
+@pytest.mark.parametrize("adv_std,correction", [("unbiased", 1), ("population", 0)])
+def test_batch_scaling_divides_every_group_by_the_batch_std(adv_std: str, correction: int) -> None:
     groups = [[0.0, 2.0], [10.0, 30.0]]
-    advs = group_advantages(groups, scale_rewards="batch", adv_clip=None)
-    std = torch.tensor([0.0, 2.0, 10.0, 30.0], dtype=torch.float64).std(correction=0)
-    assert torch.allclose(advs[0].double(), torch.tensor([-1.0, 1.0], dtype=torch.float64) / (std + EPS), atol=1e-6)
-    assert torch.allclose(advs[1].double(), torch.tensor([-10.0, 10.0], dtype=torch.float64) / (std + EPS), atol=1e-5)
+    advs = group_advantages(groups, scale_rewards="batch", adv_clip=None, adv_std=adv_std)
+    std = _hand_std([0.0, 2.0, 10.0, 30.0], correction)
+    torch.testing.assert_close(advs[0].double(), torch.tensor([-1.0, 1.0], dtype=torch.float64) / (std + EPS), rtol=RTOL, atol=0.0)
+    torch.testing.assert_close(advs[1].double(), torch.tensor([-10.0, 10.0], dtype=torch.float64) / (std + EPS), rtol=RTOL, atol=0.0)
 
 
 def test_advantage_and_reward_clipping() -> None:
@@ -49,3 +84,5 @@ def test_unknown_options_fail() -> None:
         group_advantages([[0.0, 1.0]], scale_rewards="rank")
     with pytest.raises(ValueError, match="baseline"):
         group_advantages([[0.0, 1.0]], baseline="max")
+    with pytest.raises(ValueError, match="adv_std"):
+        group_advantages([[0.0, 1.0]], adv_std="sample")

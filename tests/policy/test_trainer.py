@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
+import statistics
 import logging
 from pathlib import Path
 
@@ -13,7 +15,7 @@ from safetensors.torch import load_file
 
 from synthetic import write_byte_groups
 from kernels import LOSS_TYPES
-from policy.backends import load_policy
+from policy.backends import DEFAULT_LR, load_policy
 from policy.data import load_dataset
 from policy.errors import SettingsError, TrainingDiverged
 from policy.evaluate import pairwise_accuracy
@@ -156,3 +158,103 @@ def test_a_lora_run_checkpoints_only_the_adapter_and_resumes_from_it(byte_data: 
     assert json.loads((ckpt_dir / "meta.json").read_text())["policy"]["lora_r"] == 4
     again = train(settings(byte_data[0], out, model="tiny", lora_r=4, steps=1, resume=True))
     assert (again["start_step"], again["step"]) == (2, 3)
+
+
+def _trl_step_loss(groups: list[list[float]], order: list[int], micro: int, loss_type: str) -> float:
+    """float64 re-implementation of TRL's GRPOTrainer._compute_loss for one on-policy step without KL
+    (ratio exp(logp - logp.detach()) = 1, so the per-token loss is -A_i on each token of candidate i),
+    with bow's one token per candidate and TRL's unbiased group std (eps 1e-4). The baseline is the
+    group's median (a mean baseline makes every group's advantages sum to 0, and so every loss 0). bnpo:
+    each micro-batch's sum / its own token count / the number of micro-batches; dapo: the step's sum /
+    the step's tokens."""
+    def advantages(r: list[float]) -> list[float]:
+        mean, median = math.fsum(r) / len(r), statistics.median(r)
+        std = math.sqrt(math.fsum((x - mean) ** 2 for x in r) / (len(r) - 1))
+        return [(x - median) / (std + 1e-4) for x in r]
+
+    batches = [order[i : i + micro] for i in range(0, len(order), micro)]
+    per_token = [[-a for g in mb for a in advantages(groups[g])] for mb in batches]  # one token per candidate
+    if loss_type == "bnpo":
+        return math.fsum(math.fsum(t) / len(t) / len(batches) for t in per_token)
+    return math.fsum(x for t in per_token for x in t) / sum(len(t) for t in per_token)
+
+
+@pytest.mark.parametrize("loss_type", ["bnpo", "dapo"])
+def test_bnpo_normalises_each_micro_batch_by_its_own_tokens_as_trl(tmp_path: Path, loss_type: str) -> None:
+    """Two micro-batches of two groups (grad_accum 2) whose token counts differ: the trainer's step loss
+    equals TRL's formula; bnpo and dapo then differ (they agree only with one micro-batch)."""
+    groups = [[0.9, 0.1], [0.0, 0.2, 1.0], [0.3, 0.5, 0.6, 1.0], [1.0, 0.0, 0.0, 0.1, 0.4]]
+    data = tmp_path / "g.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"prompt number {i} about things",
+                                        "candidates": [{"text": f"answer {i} {j}", "reward": r} for j, r in enumerate(rs)]}) + "\n"
+                            for i, rs in enumerate(groups)))
+    order: list[int] = []
+
+    def record(step: int, index: int, loss: torch.Tensor) -> torch.Tensor:
+        order.append(index)
+        return loss
+
+    train(settings(data, tmp_path / "run", steps=1, groups_per_step=2, grad_accum=2, beta=0.0, loss_type=loss_type,
+                   adv_baseline="median", adv_clip=None), Hooks(loss_hook=record))
+    (rec,) = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    assert sorted(order) == [0, 1, 2, 3]
+    expected = _trl_step_loss(groups, order, 2, loss_type)
+    other = _trl_step_loss(groups, order, 2, "dapo" if loss_type == "bnpo" else "bnpo")
+    # fp32 error model: each group loss is a sum of <= 5 fp32 terms |A| <= 3 over a normaliser, the step
+    # sums 4 of them: |error| <~ 14 terms * 3 * 2**-24 * a few, far below 1e-5; the two formulas differ by > 1e-2.
+    assert abs(rec["loss"] - expected) < 1e-5, (rec["loss"], expected)
+    assert abs(expected - other) > 1e-2
+
+
+def test_micro_batches_split_a_group_but_not_its_loss(byte_data: tuple[Path, Path], tmp_path: Path) -> None:
+    """--micro-batch-size 1: one forward/backward per candidate, the same step loss as the whole group.
+
+    The losses differ only by the fp32 rounding of GEMMs over other row counts (a few ulps of each logit on
+    this 64-wide model, about 1e-6 relative of the loss): 1e-5 relative is ten times that.
+    """
+    train_path, _ = byte_data
+    losses = []
+    for name, mbs in (("whole", None), ("micro", 1)):
+        train(settings(train_path, tmp_path / name, model="tiny", steps=2, lr=3e-3, micro_batch_size=mbs))
+        losses.append([r["loss"] for r in read_metrics(tmp_path / name / "metrics.jsonl")])
+    for whole, micro in zip(*losses):
+        assert abs(whole - micro) <= 1e-5 * max(abs(whole), 1e-3), losses
+
+
+def test_val_split_holds_out_prompts_and_quality_metrics_rise(tmp_path: Path) -> None:
+    """--val-split: a held-out split by prompt hash; held-out pairwise accuracy and the expected reward
+    under the policy are logged and beat the untrained (uniform) policy's."""
+    from policy.data import split_holdout
+    from policy.evaluate import expected_reward
+    from test_judge import write_demo_groups  # mined demo groups without a store
+
+    data = load_dataset(write_demo_groups(tmp_path / "global.jsonl"))
+    train_part, held = split_holdout(data, 0.2)
+    again, _ = split_holdout(data, 0.2)
+    assert [g.gid for g in again.groups] == [g.gid for g in train_part.groups] and held.groups
+    assert not {g.prompt for g in train_part.groups} & {g.prompt for g in held.groups}
+    assert len(train_part) + len(held) == len(data)
+    uniform = expected_reward(load_policy("bow", out=tmp_path), held.groups)  # zero weights: each candidate 1/G
+    assert abs(uniform - sum(sum(g.rewards) / len(g.rewards) for g in held.groups) / len(held)) < 1e-12
+    summary = train(settings(data.path, tmp_path / "run", steps=60, lr=0.05, val_split=0.2, val_interval=20))
+    recs = [r for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if r.get("val_pairwise_acc") is not None]
+    assert [r["step"] for r in recs] == [20, 40, 60]
+    assert summary["val_pairwise_acc"] >= 0.75 and summary["policy_expected_reward"] > uniform + 0.02, (summary, uniform)
+
+
+def test_bow_with_the_default_lr_learns_the_demo_preferences(tmp_path: Path) -> None:
+    """No lr set: bow trains at its backend default (policy.backends.DEFAULT_LR) and, within the default
+    steps, ranks held-out demo groups (every 4th group of the mined demo data) at >= 0.75; at the old
+    global default 1e-4 it barely moves (measured 0.72 on this split)."""
+    from test_judge import write_demo_groups
+
+    lines = write_demo_groups(tmp_path / "all.jsonl").read_text().splitlines()
+    train_path, heldout = tmp_path / "train.jsonl", tmp_path / "heldout.jsonl"
+    train_path.write_text("".join(line + "\n" for i, line in enumerate(lines) if i % 4))
+    heldout.write_text("".join(line + "\n" for i, line in enumerate(lines) if i % 4 == 0))
+    summary = train(TrainSettings(dataset=train_path, out=tmp_path / "run", val_dataset=heldout))
+    assert TrainSettings(dataset=None, out=tmp_path).lr is None and summary["step"] == 200
+    assert read_metrics(tmp_path / "run" / "metrics.jsonl")[0]["lr"] == DEFAULT_LR["bow"]
+    assert summary["val_pairwise_acc"] >= 0.75, summary["val_pairwise_acc"]
+    slow = train(TrainSettings(dataset=train_path, out=tmp_path / "slow", val_dataset=heldout, lr=1e-4))
+    assert slow["val_pairwise_acc"] < summary["val_pairwise_acc"]

@@ -67,3 +67,16 @@ def test_metrics_panel_shows_online_rows_only_for_online_runs() -> None:
     off_text, on_text = panel.build(offline, View()).plain, panel.build(online, View()).plain
     assert " len " not in off_text and " trunc " not in off_text
     assert " len " in on_text and " trunc " in on_text and "gen/s" in on_text and "15" in on_text
+
+
+def test_metrics_panel_headline_is_the_held_out_quality() -> None:
+    from dataclasses import replace
+
+    from grpo_tui.console.widgets import MetricsPanel, View
+
+    recs = [{"step": 1, "loss": 0.2}, {"step": 20, "loss": 0.1, "val_pairwise_acc": 0.7, "policy_expected_reward": 0.5},
+            {"step": 40, "loss": 0.1, "val_pairwise_acc": 0.8125, "policy_expected_reward": 0.61}]
+    text = MetricsPanel().build(replace(snapshot(), metrics={"global": recs}), View()).plain
+    first = text.splitlines()[0]
+    assert first.startswith("global") and "held-out acc 0.812" in first and "from 0.7" in first
+    assert "expected reward 0.61" in first and "@ step 40" in first
