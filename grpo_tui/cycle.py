@@ -280,6 +280,8 @@ def train_args(home: Path, cfg: AutoConfig, level: str) -> list[str]:
     args.append("--json")
     if "val_split" not in section and "val_dataset" not in section:
         args += ["--val-split", str(AUTO_VAL_SPLIT)]  # held-out quality per cycle (policy.data.split_holdout)
+    if "val_interval" not in section:  # four held-out measurements per cycle: the console shows them move
+        args += ["--val-interval", str(max(1, int(cfg.train_value("steps")) // 4))]
     if cfg.train_value("lr_step"):
         put("lr_step", cfg.lr_step)
         put("lr_gamma", cfg.lr_gamma)

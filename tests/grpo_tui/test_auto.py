@@ -176,7 +176,7 @@ def test_train_args_without_a_section_are_the_plain_offline_flags(tmp_path: Path
     assert train_args(tmp_path, cfg, "patch") == [
         "train", "--dataset", str(tmp_path / "auto" / "patch.jsonl"), "--out", str(tmp_path / "auto" / "ckpts_patch"),
         "--model", "bow", "--device", "auto", "--steps", "7", "--resume", "--lr", "0.01", "--beta", "0.04",
-        "--kl-warmup", "0", "--json", "--val-split", "0.1", "--lr-step", "5", "--lr-gamma", "0.5", "--kl-target", "0.1"]
+        "--kl-warmup", "0", "--json", "--val-split", "0.1", "--val-interval", "1", "--lr-step", "5", "--lr-gamma", "0.5", "--kl-target", "0.1"]
     assert not (tmp_path / "auto" / "train_patch.yaml").exists()
 
 
