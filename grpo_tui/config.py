@@ -164,6 +164,7 @@ class AutoTrainConfig(TrainConfig):
     }
 
     mode: Literal["offline", "online"] = "offline"
+    preset: Literal["conservative", "balanced", "aggressive"] | None = None  # `grpo train --preset`, under the keys here
 
     @model_validator(mode="before")
     @classmethod
@@ -184,7 +185,7 @@ class AutoTrainConfig(TrainConfig):
 
     def overrides(self) -> dict[str, Any]:
         """The `grpo train` keys to forward (JSON-ready): the keys set here, `online: true` in online mode."""
-        keys = {k: v for k, v in self.model_dump(mode="json").items() if k != "mode"}
+        keys = {k: v for k, v in self.model_dump(mode="json").items() if k not in ("mode", "preset")}
         return (keys | {"online": True}) if self.mode == "online" else keys
 
 

@@ -287,6 +287,8 @@ def train_args(home: Path, cfg: AutoConfig, level: str) -> list[str]:
         put("lr_gamma", cfg.lr_gamma)
     if cfg.train_value("kl_target") is not None:
         put("kl_target", cfg.kl_target)
+    if cfg.train.preset:
+        args += ["--preset", cfg.train.preset]  # below the section's keys (--config-file) and the flags
     path = Path(home) / AUTO / f"train_{level}.yaml"
     if section:
         write_bytes_atomic(path, yaml.safe_dump(section, sort_keys=True).encode())

@@ -192,6 +192,8 @@ def test_train_args_drop_the_top_level_flags_a_section_key_overrides(tmp_path: P
     assert yaml.safe_load(path.read_text()) == {"online": True, "steps": 2, "lr_step": 4, "reward_fn": ["builtin:format"]}
     train_args(tmp_path, AutoConfig(), "global")  # the section gone: no stale file beside the run
     assert not path.exists()
+    preset = train_args(tmp_path, AutoConfig.model_validate({"train": {"preset": "aggressive", "lora_r": 4}}), "global")
+    assert preset[preset.index("--preset") + 1] == "aggressive" and yaml.safe_load(path.read_text()) == {"lora_r": 4}
 
 
 def test_lora_cycle_exports_the_checkpoint_and_runs_the_serving_hook(auto_home: Path) -> None:
