@@ -102,6 +102,7 @@ class Trainer:
         self.step = self.nan_skips = self.consecutive = self.filtered_total = 0
         self.last_val: float | None = None
         self.last_expected: float | None = None
+        self.val_start: dict[str, float | None] = {}
         self.reward_history: list[float | None] = []
         self._enc: dict[tuple[str, int], Encoded] = {}
 
@@ -337,6 +338,8 @@ class Trainer:
         fingerprints = {"train": self.data.fingerprint} | ({"val": self.val.fingerprint} if self.val else {})
         extra = {"policy": self.policy.describe(), "start_step": self.start_step, "kernels_backend": _backend(), "lr": self.lr}
         write_manifest(self.out / "manifest.json", build_manifest(self.s.to_json(), fingerprints, extra))
+        if self.val is not None and self.step == 0:  # the untrained policy's held-out quality, the baseline
+            self.val_start = {f"{k}_start": v for k, v in self._validate().items()}
         if self.hooks.on_start is not None:
             self.hooks.on_start({"start_step": self.start_step, "target_step": self.target_step, "groups": len(self.data), "model": self.policy.describe()})
 
@@ -370,6 +373,8 @@ class Trainer:
         if self.online is not None and s.log_samples and self.step % s.log_samples == 0:
             self.samples.write(self.step, batch, advs)
         values.update(step=self.step, timestamp=time.time(), groups_filtered=dropped, nan_skips=self.nan_skips)
+        if self.step == 1:
+            values.update(self.val_start)  # val_pairwise_acc_start, policy_expected_reward_start (fresh runs)
         values["tokens_per_s"] = values["tokens"] / max(time.perf_counter() - t0, 1e-9)
         last = self.step == self.target_step
         if self.val is not None and ((s.val_interval and self.step % s.val_interval == 0) or last):

@@ -285,14 +285,18 @@ def metric_values(records: list[dict], keys: tuple[str, ...]) -> list[object] | 
 
 
 def headline(records: list[dict]) -> Text | None:
-    """A level's quality headline: the latest held-out pairwise accuracy and expected reward, first vs now."""
+    """A level's quality headline: the latest held-out pairwise accuracy and expected reward, and where the
+    accuracy started (the untrained policy's, logged with the run's first step, else the first measurement)."""
     vals = [r for r in records if r.get("val_pairwise_acc") is not None]
     if not vals:
         return None
-    first, last = vals[0], vals[-1]
+    last = vals[-1]
+    start = next((r["val_pairwise_acc_start"] for r in records if r.get("val_pairwise_acc_start") is not None), None)
+    if start is None and len(vals) > 1:
+        start = vals[0]["val_pairwise_acc"]
     parts = [("held-out acc ", "dim"), (num(last["val_pairwise_acc"]), "bold")]
-    if len(vals) > 1:
-        parts.append((f" (from {num(first['val_pairwise_acc'])})", "dim"))
+    if start is not None:
+        parts.append((f" (from {num(start)})", "dim"))
     if last.get("policy_expected_reward") is not None:
         parts += [("  expected reward ", "dim"), (num(last["policy_expected_reward"]), "bold")]
     parts.append((f"  @ step {last.get('step', '?')}", "dim"))

@@ -239,6 +239,8 @@ def test_val_split_holds_out_prompts_and_quality_metrics_rise(tmp_path: Path) ->
     summary = train(settings(data.path, tmp_path / "run", steps=60, lr=0.05, val_split=0.2, val_interval=20))
     recs = [r for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if r.get("val_pairwise_acc") is not None]
     assert [r["step"] for r in recs] == [20, 40, 60]
+    first = read_metrics(tmp_path / "run" / "metrics.jsonl")[0]  # the untrained policy's, logged at step 1
+    assert first["val_pairwise_acc_start"] == 0.5 and abs(first["policy_expected_reward_start"] - uniform) < 1e-12
     assert summary["val_pairwise_acc"] >= 0.75 and summary["policy_expected_reward"] > uniform + 0.02, (summary, uniform)
 
 
