@@ -199,6 +199,7 @@ class Trainer:
         self.kl.load_state_dict(state["kl_controller"])
         set_rng_state(state["rng"])
         self.step, self.nan_skips = int(state["step"]), int(state["nan_skips"])
+        self.val_start = dict(state.get("val_start") or {})  # the run's untrained baseline, kept across resumes
         dropped = truncate_after(self.metrics.path, self.step)
         log.info("resumed from %s (step %d%s)", path, self.step, f"; dropped {dropped} later metrics lines" if dropped else "")
         if state["data"]["fingerprint"] != self.data.fingerprint:
@@ -314,7 +315,7 @@ class Trainer:
         state = {
             "step": self.step, "optimizer": self.optimizer.state_dict(), "kl_controller": self.kl.state_dict(),
             "rng": rng_state(), "data": {"position": self._position(), "fingerprint": self.data.fingerprint},
-            "nan_skips": self.nan_skips, "target_step": self.target_step,
+            "nan_skips": self.nan_skips, "target_step": self.target_step, "val_start": self.val_start,
         }  # fmt: skip
         path = ckpt.save_checkpoint(self.ckpt_root, self.step, save_weights=self.policy.save, state=state, meta=self._meta(rec), keep=self.s.keep_checkpoints)
         if os.environ.get(KILL_ENV) == str(self.step):
@@ -374,11 +375,12 @@ class Trainer:
             self.samples.write(self.step, batch, advs)
         values.update(step=self.step, timestamp=time.time(), groups_filtered=dropped, nan_skips=self.nan_skips)
         if self.step == 1:
-            values.update(self.val_start)  # val_pairwise_acc_start, policy_expected_reward_start (fresh runs)
+            values.update(self.val_start)  # val_pairwise_acc_start, policy_expected_reward_start
         values["tokens_per_s"] = values["tokens"] / max(time.perf_counter() - t0, 1e-9)
         last = self.step == self.target_step
         if self.val is not None and ((s.val_interval and self.step % s.val_interval == 0) or last):
             values.update(self._validate())
+            values.update(self.val_start)  # beside every measurement: the untrained baseline of this run
             self.last_val, self.last_expected = values["val_pairwise_acc"], values["policy_expected_reward"]
         stop = self.hooks.should_stop is not None and self.hooks.should_stop()
         rec = self.metrics.write(values) if self.step % s.log_every == 0 or last or bad or stop else None
