@@ -7,12 +7,12 @@ before any benchmark runs when it is missing. The PNG is written atomically.
 from __future__ import annotations
 
 import importlib.util
-import os
-import tempfile
+import io
 from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
+from miner.atomic import write_atomic
 
 
 def require_matplotlib() -> None:
@@ -44,14 +44,10 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path:
         ax.grid(True, alpha=0.3)
     time_ax.legend(fontsize="small")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png")
-    os.close(fd)
+    png = io.BytesIO()
     try:
-        fig.savefig(tmp, format="png", dpi=110)
-        os.replace(tmp, path)
+        fig.savefig(png, format="png", dpi=110)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomic(path, png.getvalue())  # the old plot or the new one, never half a file
     return path

@@ -25,6 +25,17 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture()
+def one_thread():
+    """Tiny models run far faster on one thread on a shared 2-core box (and the same every time)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture()
 def grpo(home: Path, capfd: pytest.CaptureFixture[str]):
     """Run `grpo ARGS...` through its real entry point; returns (exit code, stdout, stderr)."""
     from grpo_tui.cli import main

@@ -396,10 +396,11 @@ def eval_sweep(run: Path, dataset: Path, data: Any, cfg: TrainConfig, *, plot_pa
 
 def plot_sweep(points: list[dict[str, Any]], path: Path, *, title: str) -> Path:
     """Held-out pairwise accuracy against step, written atomically to `path` (PNG)."""
-    import os
-    import tempfile
+    import io
 
     import matplotlib
+
+    from miner.atomic import write_atomic
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -411,14 +412,10 @@ def plot_sweep(points: list[dict[str, Any]], path: Path, *, title: str) -> Path:
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png")
-    os.close(fd)
+    png = io.BytesIO()
     try:
-        fig.savefig(tmp, format="png", dpi=110)
-        os.replace(tmp, path)
+        fig.savefig(png, format="png", dpi=110)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomic(path, png.getvalue())  # the old plot or the new one, never half a file
     return path

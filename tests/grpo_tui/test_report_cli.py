@@ -7,17 +7,11 @@ from pathlib import Path
 
 import orjson
 import pytest
-import torch
 
 from test_train_cli import dataset
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def last_json(out: str) -> dict:

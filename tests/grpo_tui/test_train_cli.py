@@ -25,12 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 WORDS = "sorted open loads requests pytest archive".split()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def dataset(path: Path, n: int = 24) -> Path:

@@ -6,7 +6,6 @@ import logging
 from pathlib import Path
 
 import pytest
-import torch
 
 from synthetic import write_byte_groups, write_topic_groups
 
@@ -24,12 +23,9 @@ def byte_data(tmp_path: Path) -> tuple[Path, Path]:
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run far faster on one thread on a shared 2-core box (and the same every time)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _policy_tests_on_one_thread(one_thread):
+    """Every policy test runs on one torch thread (tests/conftest.py `one_thread`)."""
     yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(autouse=True)
