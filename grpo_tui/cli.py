@@ -27,11 +27,13 @@ from grpo_tui.commands.report import report_cmd
 from grpo_tui.commands.store import store_group
 from grpo_tui.commands.train import eval_cmd, train_cmd
 from grpo_tui.commands.train_judge import train_judge_cmd
-from grpo_tui.context import Ctx
+from grpo_tui.context import Ctx, secure_home
 from grpo_tui.errors import GrpoError, GuardRefused, UsageError
+from grpo_tui.lifeline import die_with_parent
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_GUARD, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 OUR_LOGGERS = ("grpo_tui", "kernels", "miner", "policy", "bench")
+HOMELESS_COMMANDS = frozenset({"bench", "config"})  # never touch the home: no need to create or check it
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -70,7 +72,10 @@ def _setup_logging(verbose: int) -> None:
 def cli(ctx: click.Context, home: Path, verbose: int) -> None:
     """grpo: mine agent action streams, train with GRPO, run auto cycles."""
     _setup_logging(verbose)
-    ctx.obj = Ctx(home=home.expanduser().absolute(), verbose=verbose)
+    home = home.expanduser().absolute()
+    if not ctx.resilient_parsing and ctx.invoked_subcommand not in HOMELESS_COMMANDS:
+        secure_home(home)  # created 0700; refused when another user owns it or group/others can write
+    ctx.obj = Ctx(home=home, verbose=verbose)
 
 
 cli.add_command(auto_group)
@@ -112,6 +117,7 @@ def exit_code(exc: BaseException) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: run the group, map exceptions to exit codes."""
+    die_with_parent()  # a child of a scheduler host ends with it (GRPO_DIE_WITH_PARENT)
     verbose = any(a in ("-v", "--verbose") or (a.startswith("-v") and set(a[1:]) == {"v"}) for a in (argv or sys.argv[1:]))
     try:
         rv = cli.main(args=argv, prog_name="grpo", standalone_mode=False)

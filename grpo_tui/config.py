@@ -28,9 +28,12 @@ Level = Literal["global", "signature", "patch"]
 
 
 class _Config(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # inf/nan are refused everywhere: JSON has no token for them (orjson writes null), so a
+    # non-finite value would be saved as null and make the saved file unreadable
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
+MAX_HOURS = 1_000_000.0  # a mining window longer than ~114 years is the whole stream; beyond it ms overflow
 RULE = "config_rule"  # the error type of a cross-key rule; its message names the keys itself
 
 
@@ -49,7 +52,7 @@ class GuardConfig(_Config):
 class MineConfig(_Config):
     """`grpo mine`: stream window, grouping and outputs."""
 
-    hours: float = Field(48.0, gt=0)
+    hours: float = Field(48.0, gt=0, le=MAX_HOURS)
     min_k: int = Field(2, ge=2)
     max_k: int = Field(8, ge=2)
     hierarchical: bool = False
@@ -215,7 +218,7 @@ class AutoConfig(_Config):
     """
 
     period_sec: float = Field(300.0, gt=0)
-    hours: float = Field(24.0, gt=0)
+    hours: float = Field(24.0, gt=0, le=MAX_HOURS)
     min_groups: int = Field(20, ge=1)
     mode: Literal["single", "hierarchical"] = "single"
     levels: list[Level] = Field(default_factory=lambda: ["global", "signature", "patch"])
@@ -264,6 +267,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file ({exc.strerror}); check the path") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                          "save the config file as UTF-8") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc}); fix the syntax") from exc
     if data is None:
@@ -296,9 +302,10 @@ def parse_mapping(text: str, source: str) -> dict[str, Any]:
     return data
 
 
-def _closest(key: str, valid: list[str]) -> str:
-    match = difflib.get_close_matches(key, valid, n=1, cutoff=0.0)
-    return match[0] if match else valid[0]
+def _closest(key: str, valid: list[str]) -> str | None:
+    """The valid key most like `key`, or None when none is close (a wild guess misleads more than none)."""
+    match = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+    return match[0] if match else None
 
 
 def _explain(model: type[_Config], exc: ValidationError, source: str) -> str:
@@ -318,7 +325,12 @@ def describe(model: type[BaseModel], exc: ValidationError) -> str:
             annotation = owner.model_fields[part].annotation
             owner = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else owner
         valid = sorted(k for k in owner.model_fields if k not in getattr(owner, "OWNED", {}))
-        return f"unknown key {field!r}; did you mean {_closest(loc[-1], valid)!r}?"
+        close = _closest(loc[-1], valid)
+        if close is not None:
+            return f"unknown key {field!r}; did you mean {close!r}?"
+        if len(valid) <= 20:
+            return f"unknown key {field!r}; valid keys: {', '.join(valid)}"
+        return f"unknown key {field!r} and no valid key is close; `grpo config show` lists the valid keys"
     expected = _annotation(model, loc)
     return f"{field}: expected {expected}, got {err.get('input')!r} ({err['msg']})"
 

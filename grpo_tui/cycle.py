@@ -12,7 +12,10 @@ samples completions for the prompts of the groups it has just mined); see `train
 Mining and training run as child processes of the host (`python -m grpo_tui.cli ...`), so a trainer
 crash or out-of-memory kill fails that cycle with its reason recorded and the scheduler goes on.
 A stop request sends the running child SIGTERM (the trainer checkpoints and exits) and SIGKILL
-after `stop_timeout` seconds. Each cycle appends one record to `<home>/auto/cycles.jsonl`:
+after `stop_timeout` seconds; a stopped trainer's summary still fills `trained` (from/to steps, with
+`"stopped": true`). Children get GRPO_DIE_WITH_PARENT, so they end with the host (grpo_tui.lifeline),
+and before a level trains, a trainer left over from a dead host that still holds the run folder's lock
+is ended and recorded under `stale: {level: {"pid", "signal", "ended"}}`. Each cycle appends one record to `<home>/auto/cycles.jsonl`:
 
     {"cycle", "start", "end", "outcome": "ok"|"skipped"|"failed"|"stopped", "reason",
      "groups": {level: n}, "trained": {level: {"from_step", "to_step"}}, "mine": {...summary},
@@ -43,9 +46,10 @@ import orjson
 import yaml
 
 from grpo_tui import guard
-from miner.atomic import write_atomic as write_bytes_atomic
+from miner.atomic import open_nofollow, write_atomic as write_bytes_atomic
 from grpo_tui.config import AutoConfig
 from grpo_tui.cycles import append_cycle, next_cycle_number
+from grpo_tui.lifeline import child_env, end_stale_trainer
 
 AUTO = "auto"
 CHECKPOINT_NAME = re.compile(r"^step_(\d{6,})$")
@@ -56,7 +60,11 @@ class ChildFailed(Exception):
 
 
 class ChildStopped(Exception):
-    """A stop request ended the child."""
+    """A stop request ended the child; `summary` is the JSON summary it printed while stopping, if any."""
+
+    def __init__(self, message: str, summary: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.summary = summary or {}
 
 
 def level_paths(home: Path, level: str) -> tuple[Path, Path]:
@@ -80,18 +88,23 @@ class SubprocessCycleRunner:
         log_dir = self.home / AUTO / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         log_path = log_dir / f"{log_name}.log"
-        with open(log_path, "wb") as err:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
+        try:
+            err = open_nofollow(log_path)  # a planted symlink is refused, never followed
+        except OSError as exc:
+            raise ChildFailed(f"{log_name}: cannot open its log: {exc}") from exc
+        with err:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
+                                    env=child_env())  # it dies with this host (grpo_tui.lifeline)
             self.current = proc
             try:
                 out = self._wait(proc, stop)
             finally:
                 self.current = None
-        if stop.is_set() and proc.returncode != 0:
-            raise ChildStopped(f"stopped during {log_name}")
+        lines = out.decode(errors="replace").strip().splitlines()
+        if stop.is_set() and proc.returncode != 0:  # a stopped trainer still prints its summary (exit 130)
+            raise ChildStopped(f"stopped during {log_name}", _json_line(lines[-1]) if lines else None)
         if proc.returncode != 0:
             raise ChildFailed(f"{log_name} {_exit_text(proc.returncode)}: {_last_line(log_path)}")
-        lines = out.decode(errors="replace").strip().splitlines()
         try:
             return orjson.loads(lines[-1]) if lines else {}
         except orjson.JSONDecodeError as exc:
@@ -115,7 +128,7 @@ class SubprocessCycleRunner:
     def _mine(self, cfg: AutoConfig, stop: threading.Event, n: int) -> dict[str, Any]:
         """Mine what came after the cursor into `auto/incoming/`, then add it to each level's pending groups."""
         incoming = self.home / AUTO / "incoming"
-        args = ["mine", "--since-cursor", "--hours", str(cfg.hours), "--json"]
+        args = ["mine", "--since-cursor", "--cursor", "auto", "--hours", str(cfg.hours), "--json"]  # not `manual`'s entries
         if cfg.mode == "hierarchical":
             args += ["--hierarchical", "--out-dir", str(incoming)]
         else:
@@ -193,13 +206,18 @@ class SubprocessCycleRunner:
             report = guard.check(self.home, guard.load_thresholds(self.home))  # right before each training start
             if not report.ok:
                 return "skipped", f"guard before training {level}: {report.reason}"
-            result = self._train(cfg, level, stop, n)
+            stale = end_stale_trainer(level_paths(self.home, level)[1], self.stop_timeout)
+            if stale is not None:  # a trainer left over from a host that died still held this run folder
+                record.setdefault("stale", {})[level] = stale
+            try:
+                result = self._train(cfg, level, stop, n)
+            except ChildStopped as exc:
+                if exc.summary:  # what the stopped trainer checkpointed (steps from -> to)
+                    record["trained"][level] = _trained(exc.summary) | {"stopped": True}
+                raise
             if record.get("job") == "cycle":
                 clear_pending(self.home, level)  # trained on: those groups are consumed exactly once
-            record["trained"][level] = {"from_step": result.get("start_step"), "to_step": result.get("step"),
-                                        "loss": result.get("loss"), "checkpoint": result.get("checkpoint"),
-                                        "val_acc": result.get("val_pairwise_acc"),
-                                        "expected_reward": result.get("policy_expected_reward")}
+            record["trained"][level] = _trained(result)
             if cfg.on_checkpoint.export:
                 record.setdefault("serve", {})[level] = self._serve(cfg, level, result, stop, n)
         return "ok", f"trained {', '.join(ready)}"
@@ -236,7 +254,11 @@ class SubprocessCycleRunner:
         the reason it failed, or None. Past `timeout` seconds, or on a stop request, its group is killed."""
         log_path = self.home / AUTO / "logs" / f"{log_name}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "wb") as out:
+        try:
+            out = open_nofollow(log_path)
+        except OSError as exc:
+            return f"cannot open its log ({exc})"
+        with out:
             try:
                 proc = subprocess.Popen(command, shell=True, env=env, cwd=self.home, stdin=subprocess.DEVNULL,
                                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -361,6 +383,21 @@ def _levels(cfg: AutoConfig) -> list[str]:
 
 def _has_groups(path: Path) -> bool:
     return path.exists() and path.stat().st_size > 0
+
+
+def _trained(result: dict[str, Any]) -> dict[str, Any]:
+    """A trainer summary as the cycle record's `trained[level]` entry."""
+    return {"from_step": result.get("start_step"), "to_step": result.get("step"), "loss": result.get("loss"),
+            "checkpoint": result.get("checkpoint"), "val_acc": result.get("val_pairwise_acc"),
+            "expected_reward": result.get("policy_expected_reward")}
+
+
+def _json_line(line: str) -> dict[str, Any] | None:
+    try:
+        value = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _exit_text(code: int) -> str:

@@ -13,6 +13,8 @@ from typing import Any
 
 import orjson
 
+from miner.atomic import open_nofollow
+
 CYCLES_FILE = Path("auto") / "cycles.jsonl"
 
 
@@ -24,7 +26,7 @@ def append_cycle(home: Path, record: dict[str, Any]) -> None:
     """Append one record as a single write of one line, then fsync."""
     path = cycles_path(home)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "ab") as handle:
+    with open_nofollow(path, append=True) as handle:
         handle.write(orjson.dumps(record) + b"\n")
         handle.flush()
         os.fsync(handle.fileno())

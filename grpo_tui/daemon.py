@@ -24,8 +24,8 @@ import orjson
 from pydantic import ValidationError
 
 from grpo_tui import guard
-from miner.atomic import write_atomic as write_bytes_atomic
-from grpo_tui.config import AutoConfig, GuardConfig
+from miner.atomic import open_nofollow, write_atomic as write_bytes_atomic
+from grpo_tui.config import AutoConfig, GuardConfig, describe
 from grpo_tui.control import ControlClient, ControlServer, probe, socket_path
 from grpo_tui.errors import GrpoError
 from grpo_tui.scheduler import CycleRunner, Scheduler
@@ -100,10 +100,12 @@ class Host:
         if cmd == "guard":
             thresholds = guard.load_thresholds(self.home)
             if request.get("set"):
+                if not isinstance(request["set"], dict):
+                    return {"ok": False, "error": 'bad request: "set" is an object of thresholds, e.g. {"min_free_gb": 5}'}
                 try:
-                    thresholds = GuardConfig.model_validate(thresholds.model_dump() | dict(request["set"]))
+                    thresholds = GuardConfig.model_validate(thresholds.model_dump() | request["set"])
                 except ValidationError as exc:
-                    return {"ok": False, "error": f"invalid guard thresholds: {exc.errors()[0]['msg']}"}
+                    return {"ok": False, "error": f"invalid guard thresholds: {describe(GuardConfig, exc)}"}
                 guard.save_thresholds(self.home, thresholds)
             return {"ok": True, "guard": guard.check(self.home, thresholds).to_dict()}
         if cmd == "observe":  # metrics, checkpoints and log tails, for a console on another machine
@@ -117,8 +119,9 @@ class Host:
             return {"ok": True, "state": "shutting down"}
         return {"ok": False, "error": f"unknown command {cmd!r}; use status, start, stop, run, guard, observe or shutdown"}
 
-    def close(self, wait: float = 30.0) -> None:
-        """Stop auto mode (letting the trainer checkpoint), remove the socket, release the lock."""
+    def close(self, wait: float = 45.0) -> None:
+        """Stop auto mode and any one-off job (letting the trainer checkpoint and the job record its cycle
+        line; bounded by `wait`, longer than the runner's 30 s SIGKILL timeout), remove the socket, release the lock."""
         if self.finished.is_set():
             return
         try:
@@ -147,7 +150,12 @@ def spawn_daemon(home: Path, wait: float = 30.0) -> int:
     home = Path(home)
     log_path = home / LOG_FILE
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as out:
+    try:
+        out = open_nofollow(log_path, append=True)  # a planted symlink is refused, never followed
+    except OSError as exc:
+        raise GrpoError(f"cannot open the daemon log: {exc}") from exc
+    with out:
+        log_start = os.fstat(out.fileno()).st_size  # the log is appended to: what this start writes begins here
         proc = subprocess.Popen(
             [sys.executable, "-m", "grpo_tui.daemon", "--home", str(home)],
             stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True, close_fds=True,
@@ -155,12 +163,25 @@ def spawn_daemon(home: Path, wait: float = 30.0) -> int:
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise GrpoError(f"the scheduler daemon exited at start (code {proc.returncode}); see {log_path}")
+            raise GrpoError(f"the scheduler daemon exited at start (code {proc.returncode}); see {log_path}"
+                            + _log_tail(log_path, log_start))
         if probe(socket_path(home), timeout=0.2):
             ControlClient(home).request("status")
             return proc.pid
         time.sleep(0.1)
     raise GrpoError(f"the scheduler daemon did not open its socket within {wait:g} s; see {log_path}")
+
+
+def _log_tail(path: Path, start: int, lines: int = 10, max_bytes: int = 8192) -> str:
+    """'; its last lines:' and the last `lines` lines written to `path` after offset `start`, or '' when none."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(start, f.seek(0, os.SEEK_END) - max_bytes))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return ""
+    tail = [line for line in text.splitlines() if line.strip()][-lines:]
+    return ("; its last lines:\n" + "\n".join("  " + line for line in tail)) if tail else ""
 
 
 def main(argv: list[str] | None = None) -> int:

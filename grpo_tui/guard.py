@@ -8,14 +8,16 @@ before it starts.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
 
 from miner.atomic import write_atomic as write_bytes_atomic
-from grpo_tui.config import GuardConfig
+from grpo_tui.config import GuardConfig, describe
 from grpo_tui.errors import ConfigError, GuardRefused
 from grpo_tui.stats import StatsSampler
 
@@ -61,13 +63,21 @@ def load_thresholds(home: Path) -> GuardConfig:
         return GuardConfig()
     try:
         return GuardConfig.model_validate(orjson.loads(path.read_bytes()))
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: invalid guard thresholds ({describe(GuardConfig, exc)}); "
+                          "fix it or delete the file (the defaults then apply)") from exc
     except (orjson.JSONDecodeError, ValueError) as exc:
         raise ConfigError(f"{path}: invalid guard thresholds ({exc}); fix or delete the file") from exc
 
 
 def save_thresholds(home: Path, thresholds: GuardConfig) -> Path:
+    """Persist atomically; refuses (ConfigError) anything `load_thresholds` could not read back."""
     path = Path(home) / GUARD_FILE
-    write_bytes_atomic(path, orjson.dumps(thresholds.model_dump(), option=orjson.OPT_INDENT_2))
+    values = thresholds.model_dump()
+    for name, value in values.items():  # JSON has no inf/nan (orjson writes null): never save one
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            raise ConfigError(f"guard threshold {name}: expected a finite number >= 0 (0 turns the check off), got {value!r}")
+    write_bytes_atomic(path, orjson.dumps(values, option=orjson.OPT_INDENT_2))
     return path
 
 

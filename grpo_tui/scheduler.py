@@ -3,7 +3,8 @@
 States: `idle` (auto off), `waiting` (between cycles), `running` (a cycle in progress), `stopping`.
 `start(cfg)` turns auto mode on (the first cycle starts at once); `stop()` returns at once, asks the
 running cycle to stop (its trainer child checkpoints and exits, and is killed after a timeout) and
-no further cycle starts. Each finished cycle is appended to `<home>/auto/cycles.jsonl` by the cycle
+no further cycle starts; `join` waits (bounded) for the cycle and any one-off job, so a host that
+shuts down lets the job record itself. Each finished cycle is appended to `<home>/auto/cycles.jsonl` by the cycle
 runner; `status()` is a JSON-ready dict for the control socket.
 """
 
@@ -37,6 +38,7 @@ class Scheduler:
         self._busy = threading.Lock()  # held by whatever cycle or one-off job runs: they never overlap
         self.job: str | None = None
         self._job_stop = threading.Event()
+        self._job_thread: threading.Thread | None = None
         self.cfg: AutoConfig | None = None
         self.state = "idle"
         self.next_cycle_at: float | None = None
@@ -89,15 +91,17 @@ class Scheduler:
                 self._busy.release()
 
         self.job = job
-        threading.Thread(target=work, name=f"job-{job}", daemon=True).start()
+        self._job_thread = threading.Thread(target=work, name=f"job-{job}", daemon=True)
+        self._job_thread.start()
         return {"ok": True, "job": job}
 
     def join(self, timeout: float | None = None) -> bool:
-        thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
-            return not thread.is_alive()
-        return True
+        """Wait (at most `timeout` s in all) for auto mode and any one-off job to end; whether both did."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in (self._thread, self._job_thread):
+            if thread is not None:
+                thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return not any(t is not None and t.is_alive() for t in (self._thread, self._job_thread))
 
     def status(self, history: int = 20) -> dict[str, Any]:
         now = self.clock()

@@ -4,6 +4,8 @@ Each record is validated (`miner.schema`), serialised with orjson and XADDed as 
 (DESIGN section 3) to `rl_actions` / `retrieval_events` (names configurable). `maxlen` trims the
 stream approximately (`XADD MAXLEN ~ N`), which Redis does cheaply in whole nodes. Bulk writes go
 through one pipeline; explicit stream ids (`ids=`) let the demo seeder place entries in the past.
+A record whose JSON is larger than the miner accepts (`DEFAULT_MAX_ENTRY_BYTES`, the same constant
+`mine` skips `too_large` entries by) is refused with `RecordTooLarge`, and nothing is written.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from typing import Any, Iterable, Mapping
 
 import orjson
 
+from miner.errors import RecordTooLarge
+from miner.extract import DEFAULT_MAX_ENTRY_BYTES
 from miner.schema import ActionRecord, RetrievalEvent, to_json_dict, validate_record
 from miner.store import Store
 
@@ -51,6 +55,11 @@ class ActionLog:
         ids = ids or ["*"] * len(payloads)
         if len(ids) != len(payloads):
             raise ValueError(f"{len(ids)} ids for {len(payloads)} records")
+        for n, payload in enumerate(payloads, 1):
+            if len(payload) > DEFAULT_MAX_ENTRY_BYTES:
+                which = f"record {n} of {len(payloads)}" if len(payloads) > 1 else "the record"
+                raise RecordTooLarge(f"{which} is {len(payload):,} bytes as JSON, over the {DEFAULT_MAX_ENTRY_BYTES:,}-byte "
+                                     f"limit of an entry `grpo mine` accepts; shorten it (e.g. its result text); nothing was written")
         out: list[str] = []
         with self.store.errors():
             for lo in range(0, len(payloads), PIPELINE_CHUNK):

@@ -7,9 +7,11 @@ all of them are safely on disk; `discard()` removes staged temps after a failure
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
+from typing import BinaryIO
 
 
 def stage(path: Path, data: bytes) -> Path:
@@ -47,3 +49,20 @@ def write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         discard([tmp])
         raise
+
+
+def open_nofollow(path: Path, append: bool = False) -> BinaryIO:
+    """Open `path` for writing (truncated, or appended to with `append`), never through a symbolic link.
+
+    A symlink planted at `path` (e.g. a log inside the home pointing at a victim file) raises OSError
+    (ELOOP) naming the path, before anything is truncated or written. (The atomic writers above need
+    no such care: os.replace swaps a symlink at the target for the new file, it never follows it.)
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_APPEND if append else os.O_TRUNC)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise OSError(errno.ELOOP, "refusing to write through a symbolic link (remove it)", str(path)) from exc
+        raise
+    return os.fdopen(fd, "ab" if append else "wb")

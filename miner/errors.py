@@ -13,6 +13,10 @@ class InvalidRecord(MinerError, ValueError):
     """A record to be written is invalid; the message names the field and the reason."""
 
 
+class RecordTooLarge(InvalidRecord):
+    """A record to be written is larger than the miner accepts (`miner.extract.DEFAULT_MAX_ENTRY_BYTES`)."""
+
+
 class PolicyPathError(MinerError):
     """A policy-nudge path lies outside the workspace."""
 

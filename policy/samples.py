@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from policy.atomic import open_nofollow
 from policy.metrics import clean
 
 MAX_BYTES = 16 << 20
@@ -32,5 +33,5 @@ class SamplesWriter:
         )  # fmt: skip
         if self.path.exists() and self.path.stat().st_size + len(lines) > self.max_bytes:
             os.replace(self.path, self.path.with_name(self.path.name + ".1"))
-        with open(self.path, "ab") as f:
+        with open_nofollow(self.path, append=True) as f:  # never through a planted symlink
             f.write(lines)

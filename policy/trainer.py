@@ -22,6 +22,9 @@ Online, a reward function that fails stops the run with a checkpoint of the last
 RewardError naming the function and the sample; every `log_samples` steps the step's samples go to
 `<out>/samples.jsonl` (policy.samples, bounded).
 
+The whole run holds an exclusive lock on `<out>/.lock` (policy.runlock): a second trainer on the same
+out dir fails with RunLocked naming the holder's pid.
+
 Test hook: with env GRPO_TEST_KILL_AFTER_SAVE=N the process SIGKILLs itself right after writing the
 step-N checkpoint (the exact-resume test uses it to die at a known point).
 """
@@ -52,6 +55,7 @@ from policy.prompting import PromptFormat
 from policy.prompts import PromptSet, load_prompts, prompts_from_groups
 from policy.reference import ReferenceCache
 from policy.reproducibility import deterministic_mode, rng_state, set_rng_state
+from policy.runlock import RunLock
 from policy.samples import SamplesWriter
 from policy.sampler import Sampler
 from policy.schedules import KLController, lr_factor
@@ -399,7 +403,7 @@ class Trainer:
         began = time.time()
         rec: dict[str, Any] | None = None
         path: Path | None = None
-        with deterministic_mode(self.s.deterministic), self.tracker:
+        with RunLock(self.out), deterministic_mode(self.s.deterministic), self.tracker:  # one writer per run folder
             self.setup()
             self._start()
             while self.step < self.target_step:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import click
 import orjson
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
 from grpo_tui import guard
-from grpo_tui.config import GuardConfig
+from grpo_tui.config import GuardConfig, describe
 from grpo_tui.context import Ctx, pass_ctx
-from grpo_tui.errors import GuardRefused
+from grpo_tui.errors import ConfigError, GuardRefused
 
 SYMBOL = {"ok": "✓ ok", "FAIL": "✗ FAIL", "off": "- off"}
 
@@ -39,7 +40,12 @@ def guard_cmd(ctx: Ctx, min_free_gb: float | None, min_ram_gb: float | None, min
     thresholds = guard.load_thresholds(ctx.home)
     changed = {k: v for k, v in flags.items() if v is not None}
     if changed:
-        thresholds = GuardConfig.model_validate(thresholds.model_dump() | changed)
+        try:
+            thresholds = GuardConfig.model_validate(thresholds.model_dump() | changed)
+        except ValidationError as exc:  # e.g. --min-free-gb -1 or inf: exit 2, nothing saved
+            field = str(exc.errors()[0]["loc"][0])
+            raise ConfigError(f"command line: {describe(GuardConfig, exc)}; give --{field.replace('_', '-')} "
+                              "a finite number >= 0 (0 turns the check off)") from exc
         guard.save_thresholds(ctx.home, thresholds)
     report = guard.check(ctx.home, thresholds)
     if as_json:

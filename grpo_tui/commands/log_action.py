@@ -3,7 +3,9 @@
 The record comes from the RECORD argument (JSON text, or `-` for stdin), from stdin when it is piped
 and no field flags are given (one JSON object, a JSON array of objects, or JSON lines), or from the
 field flags. Every record is validated first (`miner.schema`); an invalid one is refused naming the
-field and the reason, and nothing is written. Prints the stream id of each entry written.
+field and the reason, and nothing is written. A record larger than `grpo mine` accepts
+(`miner.extract.DEFAULT_MAX_ENTRY_BYTES`) is a usage error (exit 2) naming the limit and its size.
+Prints the stream id of each entry written.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from grpo_tui.commands.store import connect, redis_url_option
 from grpo_tui.context import Ctx, pass_ctx
 from grpo_tui.errors import UsageError
 from miner.actionlog import ActionLog
-from miner.errors import InvalidRecord
+from miner.errors import InvalidRecord, RecordTooLarge
 
 
 def _parse_records(text: str, source: str) -> list[Any]:
@@ -100,6 +102,8 @@ def log_action_cmd(ctx: Ctx, record: str | None, retrieval: bool, maxlen: int | 
         else:
             log = ActionLog(store, actions_stream=stream or "rl_actions")
             ids = log.record_actions(records, maxlen=maxlen)
+    except RecordTooLarge as exc:  # mine would skip it as too_large: refuse it now, as a usage error
+        raise UsageError(str(exc)) from exc
     finally:
         store.close()
     for sid in ids:

@@ -3,6 +3,10 @@
 Options are a `MineConfig` (defaults < `--config-file` < flags). Without `--out` / `--out-dir` the
 datasets go to `<home>/datasets/`. A rich progress bar shows long reads on stderr (only on a TTY,
 never with `--json`); `--json` prints the summary object as the last line.
+
+`--since-cursor` uses the named cursor `--cursor` (default `manual`; auto mode's cycles pass `auto`),
+so manual runs and auto mode never take each other's entries; concurrent runs on one home are
+serialised by the cursor lock and mine each entry once (`miner.cursor`).
 """
 
 from __future__ import annotations
@@ -56,13 +60,15 @@ class _Progress:
 @click.option("--out-dir", type=click.Path(path_type=Path, file_okay=False), help="Folder for global.jsonl, signature.jsonl, patch.jsonl [<home>/datasets].")
 @click.option("--min-k", type=int, help="Keep groups with at least K distinct candidates [2].")
 @click.option("--max-k", type=int, help="Keep at most K candidates per group: extremes plus middles [8].")
-@click.option("--since-cursor", is_flag=True, default=None, help="Only entries after <home>/cursor.json; advance it once the files are written.")
+@click.option("--since-cursor", is_flag=True, default=None, help="Only entries after the named cursor; advance it once the files are written.")
+@click.option("--cursor", "cursor_name", default="manual", show_default=True,
+              help="Cursor name for --since-cursor (auto mode uses `auto`, <home>/cursor.json; others <home>/cursor.NAME.json).")
 @click.option("--config-file", type=click.Path(path_type=Path, dir_okay=False), help="MineConfig YAML merged over the defaults.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object (last line).")
 @redis_url_option
 @pass_ctx
 def mine_cmd(ctx: Ctx, hours: float | None, out: Path | None, hierarchical: bool | None, out_dir: Path | None,
-             min_k: int | None, max_k: int | None, since_cursor: bool | None, config_file: Path | None,
+             min_k: int | None, max_k: int | None, since_cursor: bool | None, cursor_name: str, config_file: Path | None,
              as_json: bool, redis_url: str | None) -> None:
     """Mine agent actions of the last --hours into GRPO groups (prompt, candidates with rewards, meta)."""
     flags = {"hours": hours, "out": out, "hierarchical": hierarchical, "out_dir": out_dir, "min_k": min_k,
@@ -71,7 +77,7 @@ def mine_cmd(ctx: Ctx, hours: float | None, out: Path | None, hierarchical: bool
     if cfg.hierarchical and cfg.out is not None and cfg.out_dir is None:
         raise UsageError("--hierarchical writes one file per level: use --out-dir DIR instead of --out")
     try:
-        params = MineParams.from_config(cfg)
+        params = MineParams.from_config(cfg, cursor=cursor_name)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     default_dir = ctx.home / "datasets"
@@ -97,4 +103,4 @@ def mine_cmd(ctx: Ctx, hours: float | None, out: Path | None, hierarchical: bool
     for level, path in result.outputs.items():
         click.echo(f"{level}: {len(result.groups[level])} groups -> {path}")
     if params.since_cursor:
-        click.echo(f"cursor: {result.cursor_before or '(none)'} -> {result.cursor_after or '(none)'}")
+        click.echo(f"cursor: {result.cursor_before or '(none)'} -> {result.cursor_after or '(none)'} (cursor {params.cursor!r})")

@@ -353,6 +353,11 @@ def tui_command(home: Path, in_process: bool, readonly: bool, refresh: float, kl
     from grpo_tui.config import AutoConfig, load_config
 
     defaults = load_config(AutoConfig, config_file=config_file).model_dump(mode="json") if config_file else None
+    from grpo_tui.context import secure_home
+
+    home = home.expanduser().absolute()
+    if not readonly or home.exists():  # read-only creates nothing, but never trusts a home others can write
+        secure_home(home)
     source, mode, on_close = open_console(home, in_process, readonly)
     app = GrpoConsole(source, readonly=readonly, refresh=refresh, mode=mode, kl_max=kl_alert,
                       stall_minutes=stall_minutes, auto_defaults=defaults)

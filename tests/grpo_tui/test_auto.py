@@ -245,3 +245,34 @@ def test_point_current_and_prune_keep_current_plus_the_newest_exports(tmp_path: 
     prune_exports(tmp_path, keep=0)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["current", "step_000003"]
     assert os.readlink(tmp_path / "current") == "step_000003"
+
+
+def test_a_manual_mine_does_not_take_the_auto_cycles_entries(store, home: Path) -> None:
+    import threading
+
+    from grpo_tui.cli import main
+    from grpo_tui.cycle import SubprocessCycleRunner
+
+    for i in range(4):
+        store.client.xadd("rl_actions", {"data": orjson.dumps({"action_type": "code_edit", "reward": i / 4,
+                                                                "parameters": {"query": "Speed up the parser"},
+                                                                "result": {"output": f"answer {i}"}})})
+    assert main(["--home", str(home), "mine", "--since-cursor", "--out", str(home / "manual.jsonl")]) == 0
+    summary = SubprocessCycleRunner(home)._mine(AutoConfig(), threading.Event(), 1)
+    assert summary["entries_read"] == 4  # the cycle mines with its own `auto` cursor (cursor.json)
+    assert orjson.loads((home / "cursor.json").read_bytes()) == orjson.loads((home / "cursor.manual.json").read_bytes())
+
+
+def test_a_daemon_that_exits_at_start_shows_its_log(tmp_path: Path) -> None:
+    import fcntl
+
+    home = tmp_path / "h"
+    (home / "auto").mkdir(parents=True)
+    (home / "auto" / "daemon.log").write_text("a line from an earlier start\n")
+    with open(home / "scheduler.lock", "a+") as held:  # as if another host held the home
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        proc = grpo(home, "auto", "start", "--detach", check=False)
+    assert proc.returncode == 1
+    assert "exited at start (code 1)" in proc.stderr and "its last lines:" in proc.stderr
+    assert "another scheduler host" in proc.stderr  # the daemon's own reason, from daemon.log
+    assert "earlier start" not in proc.stderr  # only what this start wrote

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from grpo_tui.config import AutoConfig, GuardConfig, TrainConfig, load_config
+from grpo_tui.config import AutoConfig, GuardConfig, MineConfig, TrainConfig, load_config
 from grpo_tui.errors import ConfigError
 
 
@@ -114,3 +114,28 @@ def test_auto_cli_train_flags_merge_over_the_file_section(tmp_path: Path) -> Non
     assert build_config(None, train_mode=None, train_keys=None).train.overrides() == {}
     with pytest.raises(ConfigError, match="--train: "):
         build_config(None, train_mode=None, train_keys="steps: [2")
+
+
+@pytest.mark.parametrize(("model", "text", "field"), [(GuardConfig, "min_free_gb: .inf\n", "min_free_gb"),
+                                                      (AutoConfig, "guard:\n  min_ram_gb: .nan\n", "guard.min_ram_gb"),
+                                                      (TrainConfig, "lr: -.inf\n", "lr")])
+def test_non_finite_values_are_refused_naming_file_and_field(tmp_path: Path, model, text: str, field: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(model, config_file=path)
+    assert str(info.value).startswith(f"{path}: {field}: expected ") and "finite number" in str(info.value)
+
+
+def test_did_you_mean_only_when_a_key_is_close(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(MineConfig, config_file=write(tmp_path, "stpes: 3\n"))
+    assert "did you mean" not in str(info.value) and "valid keys: actions_stream" in str(info.value)
+    with pytest.raises(ConfigError, match="no valid key is close; `grpo config show` lists the valid keys"):
+        load_config(TrainConfig, config_file=write(tmp_path, "zzzz: 3\n"))
+
+
+def test_non_utf8_config_file_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "cfg.yaml"
+    path.write_bytes(b"hours: 1\n\xff\xfe: 2\n")
+    with pytest.raises(ConfigError, match=r"cfg.yaml: not UTF-8 text \(byte 0xff at offset 9\); save the config file as UTF-8"):
+        load_config(MineConfig, config_file=path)

@@ -74,3 +74,30 @@ def test_failing_guard_refuses_grpo_train_with_exit_3(grpo, home, tmp_path) -> N
     assert grpo("guard", "--min-free-gb", "0")[0] == 0
     code, out, _ = grpo("train", "--dataset", str(dataset), "--steps", "2", "--model", "bow", "--json")
     assert code == 0 and orjson.loads(out.strip().splitlines()[-1])["step"] == 2
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--min-free-gb", "inf"), ("--min-ram-gb", "nan"),
+                                             ("--min-vram-mb", "-inf"), ("--min-free-gb", "-1")])
+def test_cli_refuses_non_finite_or_negative_thresholds_exit_2(grpo, home, flag: str, value: str) -> None:
+    saved = (home / "guard.json").read_bytes()
+    code, out, err = grpo("guard", flag, value)
+    field = flag[2:].replace("-", "_")
+    assert code == 2 and err.startswith("error: command line: ") and err.strip().count("\n") == 0
+    assert field in err and flag in err and "a finite number >= 0" in err
+    assert "unexpected" not in err and "pydantic" not in err
+    assert (home / "guard.json").read_bytes() == saved  # nothing persisted: later runs still work
+    code, _, err = grpo("guard")
+    assert code == 0, err
+
+
+def test_guard_json_is_never_written_unreadable(tmp_path) -> None:
+    bad = GuardConfig.model_construct(min_free_gb=float("inf"), min_ram_gb=0.0, min_vram_mb=0.0)  # skips validation
+    with pytest.raises(ConfigError, match=r"min_free_gb: expected a finite number >= 0"):
+        guard.save_thresholds(tmp_path, bad)
+    assert not (tmp_path / "guard.json").exists()
+    (tmp_path / "guard.json").write_text('{"min_free_gb": null}')  # what an older version wrote for inf
+    with pytest.raises(ConfigError) as info:
+        guard.load_thresholds(tmp_path)
+    message = str(info.value)
+    assert "guard.json" in message and "min_free_gb" in message and "delete the file" in message
+    assert "\n" not in message and "errors.pydantic.dev" not in message

@@ -56,3 +56,32 @@ def test_retrieval_events_and_maxlen(grpo, store):
     code, out, _ = grpo("log-action", batch, "--maxlen", "50")
     assert code == 0 and len(out.split()) == 1500
     assert 50 <= store.client.xlen("rl_actions") < 1500
+
+
+def test_a_record_larger_than_mine_accepts_is_refused_naming_limit_and_size(grpo, store, home, tmp_path):
+    from miner.extract import DEFAULT_MAX_ENTRY_BYTES as LIMIT
+
+    big = {"action_type": "code_edit", "reward": 1, "parameters": {"query": "Summarise the build log"}, "result": {"output": "x" * 5_000_000}}
+    code, out, err = grpo("log-action", json.dumps(big))
+    assert code == 2 and out == ""
+    assert f"{LIMIT:,}-byte limit" in err and "5,000," in err and "nothing was written" in err
+    assert store.client.xlen("rl_actions") == 0
+
+    # exactly at the limit: written, and mined (not skipped as too_large); one byte more: refused
+    def sized(n_bytes: int, prompt: str) -> dict:
+        rec = {"action_type": "code_edit", "reward": 1, "parameters": {"query": prompt}, "result": {"output": ""},
+               "action_id": "a-fixed-id", "timestamp": 1759700000.0}  # no generated field of varying length
+        assert grpo("log-action", json.dumps(rec))[0] == 0
+        (sid, fields), = store.client.xrevrange("rl_actions", count=1)
+        store.client.xdel("rl_actions", sid)
+        rec["result"]["output"] = "y" * (n_bytes - len(fields[b"data"]))
+        return rec
+
+    code, _, err = grpo("log-action", json.dumps(sized(LIMIT, "Summarise the build log")))
+    assert code == 0, err
+    assert len(store.client.xrevrange("rl_actions", count=1)[0][1][b"data"]) == LIMIT
+    code, _, err = grpo("log-action", json.dumps(sized(LIMIT + 1, "Summarise the test log")))
+    assert code == 2 and f"is {LIMIT + 1:,} bytes" in err
+    code, stdout, _ = grpo("mine", "--out", str(tmp_path / "o.jsonl"), "--json")
+    summary = json.loads(stdout.splitlines()[-1])
+    assert code == 0 and summary["entries_read"] == 1 and summary["skipped"]["too_large"] == 0

@@ -44,7 +44,9 @@ def test_hierarchical_and_since_cursor(grpo, store, home, tmp_path):
     add(store, "Refactor the config loader", 2, start=10)
     code, stdout, _ = grpo("mine", "--hierarchical", "--out-dir", str(tmp_path / "ds"), "--since-cursor", "--json")
     assert json.loads(stdout.splitlines()[-1])["entries_read"] == 2
-    assert json.loads((home / "cursor.json").read_text())["rl_actions"] == store.client.xrevrange("rl_actions", count=1)[0][0].decode()
+    # the CLI's default cursor is `manual` (<home>/cursor.manual.json); auto mode's cursor.json is untouched
+    assert json.loads((home / "cursor.manual.json").read_text())["rl_actions"] == store.client.xrevrange("rl_actions", count=1)[0][0].decode()
+    assert not (home / "cursor.json").exists()
 
 
 def test_default_outputs_and_config_file(grpo, store, home, tmp_path):
@@ -90,7 +92,7 @@ def test_server_killed_mid_mine_then_next_run_mines_everything_once(grpo, store,
     code, stdout, err = grpo(*args)
     assert code == 1 and stdout == "" and "Traceback" not in err
     assert err.startswith("error: Redis store embedded at ") and "is unavailable" in err and "run the command again" in err
-    assert not out.parent.exists() and not (home / "cursor.json").exists()
+    assert not out.parent.exists() and not (home / "cursor.manual.json").exists()
 
     monkeypatch.setattr(miner.mine, "_pages", real_pages)
     code, stdout, _ = grpo(*args)  # restarts the embedded server from its files
@@ -101,3 +103,21 @@ def test_server_killed_mid_mine_then_next_run_mines_everything_once(grpo, store,
     code, stdout, _ = grpo(*args)
     assert json.loads(stdout.splitlines()[-1])["entries_read"] == 0
     assert Path(json.loads(stdout.splitlines()[-1])["outputs"]["global"]) == out
+
+
+def test_bad_values_exit_2_naming_field_file_and_form(grpo, tmp_path):  # no store needed: refused before connecting
+    for hours in ("inf", "nan", "1e308"):
+        code, _, err = grpo("mine", "--hours", hours)
+        assert code == 2 and err.startswith("error: command line: hours: expected float") and "unexpected" not in err
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes("hours: 1\nout_dir: caf\u00e9\n".encode("latin-1"))
+    code, _, err = grpo("mine", "--config-file", str(latin1))
+    assert code == 2 and str(latin1) in err and "UTF-8" in err and "unexpected" not in err
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("stpes: 3\n")
+    code, _, err = grpo("mine", "--config-file", str(typo))
+    assert code == 2 and str(typo) in err and "'stpes'" in err
+    assert "did you mean" not in err and "valid keys:" in err and "page_size" in err  # listed, not suggested
+    typo.write_text("page_sise: 3\n")
+    code, _, err = grpo("mine", "--config-file", str(typo))
+    assert code == 2 and "did you mean 'page_size'?" in err

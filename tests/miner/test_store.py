@@ -142,3 +142,57 @@ def test_redact_hides_passwords():
     assert redact("redis://user:pw@h:1/0") == "redis://user:***@h:1/0"
     assert redact("rediss://:pw@h:1") == "rediss://***@h:1"
     assert redact("unix:///s.sock?db=1&password=pw") == "unix:///s.sock?db=1&password=***"
+
+
+def test_a_long_home_puts_the_socket_in_a_private_folder_never_a_shared_path(tmp_path):
+    import os
+    import stat
+    import tempfile
+
+    home = tmp_path / ("d" * 120) / ".grpo"
+    server = EmbeddedServer(home / "store")
+    try:
+        first = open_store(home)
+        first.client.set("k", "v")
+        first.close()
+        info = server.info()
+        sock = Path(info["socket"])
+        st = sock.parent.stat()
+        assert sock.parent != Path(tempfile.gettempdir()) and info["socket_dir"] == str(sock.parent)
+        assert stat.S_IMODE(st.st_mode) == 0o700 and st.st_uid == os.getuid()
+        assert server.stop() == info["pid"]
+
+        again = open_store(home)  # a restart makes a fresh private folder and removes the old one
+        assert again.client.get("k") == b"v"
+        again.close()
+        assert server.info()["socket_dir"] != info["socket_dir"] and not sock.parent.exists()
+        server.stop()
+        assert not Path(server.info()["socket_dir"]).exists()  # stopping removes it too
+    finally:
+        server.stop()
+
+
+def test_a_recorded_socket_in_a_shared_folder_of_a_dead_server_is_not_trusted(tmp_path):
+    """Someone else's server answering at the recorded socket of our dead server (a folder others may
+    write in) must not be connected to: a server of our own starts instead."""
+    import os
+
+    other = EmbeddedServer(tmp_path / "other" / "store")
+    home = tmp_path / ".grpo"
+    ours = EmbeddedServer(home / "store")
+    try:
+        squat = other.ensure()
+        os.chmod(Path(squat).parent, 0o755)  # stands for a shared folder such as /tmp
+        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout
+        (home / "store").mkdir(parents=True)
+        (home / "store" / "server.json").write_text(json.dumps({"pid": int(dead), "socket": squat}))
+        store = open_store(home)
+        store.client.set("secret", "ours")
+        store.close()
+        assert ours.info()["socket"] != squat and ours.info()["pid"] != other.info()["pid"]
+        import redis
+
+        assert redis.Redis(unix_socket_path=squat).get("secret") is None
+    finally:
+        ours.stop()
+        other.stop()
