@@ -1,17 +1,17 @@
 """Atomic writes for the policy package: a temp file in the same folder, fsync, then os.replace.
 
-(`miner.atomic` does the same for the miner and the operations side; the import table lets policy
-import only `miner.schema` of the miner, so this small copy stays here.)
+(`miner.atomic` does the same for the miner and the operations side; `open_nofollow` is its own,
+re-exported here for the policy's append-only logs.)
 """
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 import tempfile
 from pathlib import Path
-from typing import BinaryIO
+
+from miner.atomic import open_nofollow  # noqa: F401 - re-exported: metrics.jsonl, samples.jsonl
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
@@ -28,19 +28,6 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def open_nofollow(path: Path, append: bool = False) -> BinaryIO:
-    """Open `path` for writing (truncated, or appended to), never through a symbolic link: a planted one
-    raises OSError (ELOOP) before anything is written (a copy of `miner.atomic.open_nofollow`)."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_APPEND if append else os.O_TRUNC)
-    try:
-        fd = os.open(path, flags, 0o600)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise OSError(errno.ELOOP, "refusing to write through a symbolic link (remove it)", str(path)) from exc
-        raise
-    return os.fdopen(fd, "ab" if append else "wb")
 
 
 def sha256_file(path: Path) -> str:

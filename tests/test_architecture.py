@@ -3,7 +3,7 @@
 | folder    | may import (of ours)            |
 | kernels   | nothing                         |
 | miner     | nothing                         |
-| policy    | kernels, miner.schema only      |
+| policy    | kernels, miner.schema, miner.atomic (and miner.errors) |
 | grpo_tui  | everything above                |
 | bench     | everything above                |
 
@@ -26,7 +26,7 @@ OURS = ("kernels", "miner", "policy", "grpo_tui", "bench")
 ALLOWED: dict[str, set[str]] = {
     "kernels": set(),
     "miner": set(),
-    "policy": {"kernels", "miner.schema", "miner.errors"},
+    "policy": {"kernels", "miner.schema", "miner.errors", "miner.atomic"},
     "grpo_tui": {"kernels", "miner", "policy"},
     "bench": {"kernels", "miner", "policy", "grpo_tui"},
 }
