@@ -68,7 +68,8 @@ class OnlineSource:
         groups, start = [], 0
         for k, (i, row, ro) in enumerate(zip(idxs, rows, rollouts)):
             n = len(ro.completions) + min(len(row.logged), s.mix_logged)
-            groups.append(self._group(i, row, ro, range(start, start + n), scored))
+            span = slice(start, start + n)
+            groups.append(self._group(i, row, ro, flat["ids"][span], flat["texts"][span], range(start, start + n), scored))
             start += n
         sampled = [j for j, is_sampled in enumerate(flat["sampled"]) if is_sampled]
         lengths = [len(c) for ro in rollouts for c in ro.completions]
@@ -84,10 +85,11 @@ class OnlineSource:
             metrics[f"reward/{fn.name}_mean"], metrics[f"reward/{fn.name}_std"] = _mean_std(vals)
         return groups, metrics
 
-    def _group(self, index: int, row: Any, ro: Any, span: range, scored: Any) -> StepGroup:
+    def _group(self, index: int, row: Any, ro: Any, ids: list[list[int]], texts: list[str], span: range, scored: Any) -> StepGroup:
+        """One StepGroup from a prompt's samples (+ logged candidates): `ids`/`texts` are its slice of the step's
+        flat lists (encoded and decoded once, in next_step), `span` its indices into the scores."""
         s, policy = self.s, self.policy
         g = len(ro.completions)
-        ids = [list(c) for c in ro.completions] + [policy.completion_ids(t) for t in row.logged[: s.mix_logged]]
         enc = policy.encode_ids(ro.prompt_ids, ids)
         t = enc.ids.shape[1]
         old = torch.zeros(len(ids), t)  # (G', T)
@@ -99,7 +101,6 @@ class OnlineSource:
                 if cut:
                     enc.mask[i] = 0.0
         ref = policy.reference_logprobs(enc, s.temperature) if self.need_ref else None
-        texts = [policy.tokenizer.decode(c, skip_special_tokens=True) for c in ids]
         samples = [
             {"prompt": row.prompt, "completion": texts[n], "rewards": {fn.name: scored.per_fn[fn.name][j] for fn in self.fns},
              "reward": scored.total[j], "truncated": bool(n < g and ro.truncated[n]), "logged": n >= g}
