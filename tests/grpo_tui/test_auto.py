@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import orjson
@@ -26,6 +25,7 @@ import yaml
 from grpo_tui.config import AutoConfig
 from grpo_tui.control import ControlClient, DaemonNotRunning
 from grpo_tui.cycle import train_args
+from helpers import wait_for  # tests/helpers.py
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -40,16 +40,6 @@ def grpo(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProc
 
 def status(home: Path) -> dict:
     return ControlClient(home, timeout=10).request("status")
-
-
-def wait_for(predicate, timeout: float = 240.0, every: float = 0.3):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("condition not reached in time")
 
 
 def trained_cycles(home: Path) -> list[dict]:

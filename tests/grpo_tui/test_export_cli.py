@@ -15,8 +15,9 @@ import orjson
 import pytest
 import torch
 
+from helpers import word_groups  # tests/helpers.py
+
 pytestmark = pytest.mark.timeout(300)
-WORDS = "sorted open loads requests pytest archive".split()
 TEMPLATE = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}assistant: {% endif %}"
 
 
@@ -25,17 +26,6 @@ def grpo(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     if check and proc.returncode != 0:
         raise AssertionError(f"grpo {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc
-
-
-def dataset(path: Path, n: int = 12) -> Path:
-    """Groups whose best candidate names the word the prompt asks for (as in test_train_cli)."""
-    lines = []
-    for i in range(n):
-        want = WORDS[i % len(WORDS)]
-        cands = [{"text": f"use {w} here", "reward": 1.0 if w == want else 0.1 * j} for j, w in enumerate(WORDS)]
-        lines.append(json.dumps({"prompt": f"task {i}: we need {want}", "candidates": cands}))
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
 
 
 def summary(proc: subprocess.CompletedProcess[str]) -> dict:
@@ -49,7 +39,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     from transformers import AutoTokenizer
 
     root = Path(tmp_path_factory.mktemp("export"))
-    data = dataset(root / "groups.jsonl")
+    data = word_groups(root / "groups.jsonl", 12)
     out = {}
     for name, extra in {"full": [], "lora": ["--lora-r", "4"], "bow": []}.items():
         run = root / name

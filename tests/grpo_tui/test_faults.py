@@ -8,12 +8,9 @@ shut-down train job still recording a cycle line with the steps it checkpointed.
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import orjson
@@ -27,30 +24,9 @@ from grpo_tui.cycles import read_cycles
 from grpo_tui.daemon import spawn_daemon
 from policy.runlock import lock_holder
 
+from helpers import wait_for, word_groups as dataset  # noqa: E402 - tests/helpers.py
+
 pytestmark = pytest.mark.timeout(300)
-WORDS = "sorted open loads requests pytest archive".split()
-
-
-def dataset(path: Path, n: int = 24) -> Path:
-    """Groups whose best candidate names the word the prompt asks for."""
-    lines = []
-    for i in range(n):
-        want = WORDS[i % len(WORDS)]
-        cands = [{"text": f"use {w} here", "reward": 1.0 if w == want else 0.1 * j} for j, w in enumerate(WORDS)]
-        lines.append(json.dumps({"prompt": f"task {i}: we need {want}", "candidates": cands}))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
-def wait_for(predicate, timeout: float = 240.0, every: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("condition not reached in time")
 
 
 def gone(pid: int) -> bool:
