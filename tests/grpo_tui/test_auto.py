@@ -25,7 +25,7 @@ import yaml
 from grpo_tui.config import AutoConfig
 from grpo_tui.control import ControlClient, DaemonNotRunning
 from grpo_tui.cycle import train_args
-from helpers import wait_for  # tests/helpers.py
+from testkit import wait_for  # tests/testkit.py
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -15,7 +15,7 @@ import orjson
 import pytest
 import torch
 
-from helpers import word_groups  # tests/helpers.py
+from testkit import word_groups  # tests/testkit.py
 
 pytestmark = pytest.mark.timeout(300)
 TEMPLATE = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}assistant: {% endif %}"

@@ -24,7 +24,7 @@ from grpo_tui.cycles import read_cycles
 from grpo_tui.daemon import spawn_daemon
 from policy.runlock import lock_holder
 
-from helpers import wait_for, word_groups as dataset  # noqa: E402 - tests/helpers.py
+from testkit import wait_for, word_groups as dataset  # noqa: E402 - tests/testkit.py
 
 pytestmark = pytest.mark.timeout(300)
 

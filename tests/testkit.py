@@ -1,4 +1,4 @@
-"""Helpers shared by test modules (importable as `helpers`: tests/ is on sys.path through its conftest)."""
+"""Helpers shared by test modules (importable as `testkit`: tests/ is on sys.path through its conftest)."""
 
 from __future__ import annotations
 
