@@ -323,6 +323,9 @@ class MetricsPanel(Panel):
             if not records:
                 continue
             tags = [Text(level, style="bold"), Text(f"step {records[-1].get('step', '?')}", style="dim")]
+            world = records[-1].get("world_size") or 1  # ranks of a data-parallel run (`grpo train --nproc N`)
+            if world > 1:
+                tags.append(Text(f"world {world}", style="dim"))
             quality = headline(records)
             if quality is not None:
                 out.append(Text.assemble((level.ljust(10), "bold"), " ", quality))

@@ -82,3 +82,16 @@ def test_metrics_panel_headline_is_the_held_out_quality() -> None:
     assert "expected reward 0.61" in first and "@ step 40" in first
     recs[0]["val_pairwise_acc_start"] = 0.5  # the untrained baseline, when the run logged it, is the "from"
     assert "from 0.5)" in MetricsPanel().build(replace(snapshot(), metrics={"global": recs}), View()).plain
+
+
+def test_metrics_panel_shows_the_world_size_of_a_data_parallel_run() -> None:
+    from dataclasses import replace
+
+    from grpo_tui.console.widgets import MetricsPanel, View
+
+    recs = [{"step": i, "loss": 0.1, "reward_mean": 0.2, "kl": 0.01, "world_size": 2} for i in range(1, 4)]
+    text = MetricsPanel().build(replace(snapshot(), metrics={"global": recs}), View()).plain
+    assert "world 2" in text.splitlines()[2]  # under the level and its step, beside the third metric row
+    for single in ({"world_size": 1}, {}):  # one process (or a record from before --nproc): nothing extra
+        plain = [{k: v for k, v in r.items() if k != "world_size"} | single for r in recs]
+        assert "world" not in MetricsPanel().build(replace(snapshot(), metrics={"global": plain}), View()).plain
