@@ -7,6 +7,7 @@ Errors print one line (what failed, what to do); a traceback only with `-v`.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -133,11 +134,12 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # ours get one line; an unexpected failure too, the traceback with -v
         if verbose:
             traceback.print_exc()
+        who = f"rank {os.environ['RANK']}: " if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""  # under torchrun
         if isinstance(exc, known_errors()):
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {who}{exc}", err=True)
             return exit_code(exc)
         hint = "" if verbose else " (run with -v for the traceback)"
-        click.echo(f"error: unexpected {type(exc).__name__}: {exc}{hint}", err=True)
+        click.echo(f"error: {who}unexpected {type(exc).__name__}: {exc}{hint}", err=True)
         return EXIT_ERROR
 
 

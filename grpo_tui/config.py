@@ -120,6 +120,9 @@ class TrainConfig(_Config):
     lora_r: int = Field(0, ge=0)
     lora_alpha: float = Field(16.0, gt=0)
     gradient_checkpointing: bool = False
+    nproc: int = Field(1, ge=1, description="processes (devices) to train on; > 1 starts torchrun")
+    fsdp: bool = False
+    dist_timeout: float = Field(600.0, gt=0, description="seconds a collective may wait for another rank")
     bow_buckets: int = Field(1 << 16, ge=16, description="hashed feature buckets of the bow backend")
     seed: int = 0
     deterministic: bool = False

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from policy import distributed as dist
 from policy.backends import StepGroup
 from policy.prompts import PromptSet
 from policy.rewards import RewardFn, score
@@ -45,9 +46,12 @@ class OnlineSource:
     def position(self) -> int:
         return self.sampler.position
 
-    def next_step(self) -> tuple[list[StepGroup], dict[str, Any]]:
-        s, policy = self.s, self.policy
-        idxs, _ = self.sampler.next_batch(s.prompts_per_step)
+    def next_step(self, world: dist.World | None = None) -> tuple[list[StepGroup], dict[str, Any]]:
+        """This rank's groups (its share of the step's prompts, policy.distributed.shard) and the step's
+        rollout metrics over every rank's samples."""
+        s, policy, world = self.s, self.policy, world or dist.World()
+        idxs, _ = self.sampler.next_batch(s.prompts_per_step)  # the whole step's, on every rank
+        idxs = dist.shard(idxs, world)
         rows = [self.prompts.rows[i] for i in idxs]
         t0 = time.perf_counter()
         rollouts = sample_rollouts(policy, [policy.prompt_ids(r.prompt) for r in rows], self.gen)
@@ -72,18 +76,26 @@ class OnlineSource:
             groups.append(self._group(i, row, ro, flat["ids"][span], flat["texts"][span], range(start, start + n), scored))
             start += n
         sampled = [j for j, is_sampled in enumerate(flat["sampled"]) if is_sampled]
-        lengths = [len(c) for ro in rollouts for c in ro.completions]
-        truncated = [t for ro in rollouts for t in ro.truncated]
-        mean, std = _mean_std([scored.total[j] for j in sampled])
+        raw = {
+            "reward": [scored.total[j] for j in sampled], "length": [len(c) for ro in rollouts for c in ro.completions],
+            "truncated": [t for ro in rollouts for t in ro.truncated], "rollout_s": [rollout_s],
+            **{f"reward/{fn.name}": [scored.per_fn[fn.name][j] for j in sampled] for fn in self.fns},
+        }  # fmt: skip
+        every = dist.gather(raw, world)  # the step's samples over all ranks
+        return groups, self._metrics({key: [v for part in every for v in part[key]] for key in raw})
+
+    def _metrics(self, raw: dict[str, list[Any]]) -> dict[str, Any]:
+        lengths, truncated, rollout_s = raw["length"], raw["truncated"], max(raw["rollout_s"])  # ranks sample at once
+        mean, std = _mean_std(raw["reward"])
         metrics: dict[str, Any] = {
             "reward_mean": mean, "reward_std": std, "completion_len_mean": sum(lengths) / len(lengths),
             "completion_len_max": max(lengths), "frac_truncated": sum(truncated) / len(truncated),
             "rollout_s": rollout_s, "gen_tokens_per_s": sum(lengths) / max(rollout_s, 1e-9),
         }  # fmt: skip
         for fn in self.fns:
-            vals = [v for j in sampled if (v := scored.per_fn[fn.name][j]) is not None and math.isfinite(v)]
+            vals = [v for v in raw[f"reward/{fn.name}"] if v is not None and math.isfinite(v)]
             metrics[f"reward/{fn.name}_mean"], metrics[f"reward/{fn.name}_std"] = _mean_std(vals)
-        return groups, metrics
+        return metrics
 
     def _group(self, index: int, row: Any, ro: Any, ids: list[list[int]], texts: list[str], span: range, scored: Any) -> StepGroup:
         """One StepGroup from a prompt's samples (+ logged candidates): `ids`/`texts` are its slice of the step's

@@ -92,6 +92,7 @@ def sample_rollouts(policy: Any, prompts: list[list[int]], gen: GenerationSettin
             seqs = net.generate(
                 input_ids=input_ids, attention_mask=attention, generation_config=config,
                 logits_processor=LogitsProcessorList([recorder]),
+                synced_gpus=getattr(policy, "synced_gpus", False),  # FSDP2: every rank steps until all are done
             )
     finally:
         net.train(was_training)

@@ -24,12 +24,12 @@ class SamplesWriter:
     def __init__(self, path: Path, max_bytes: int = MAX_BYTES) -> None:
         self.path, self.max_bytes = Path(path), max_bytes
 
-    def write(self, step: int, batch: list[Any], advantages: list[Any]) -> None:
-        """Append the samples of one step's groups (policy.backends.StepGroup) with their advantages."""
+    def write(self, step: int, groups: list[tuple[list[dict[str, Any]], list[float]]]) -> None:
+        """Append the samples of one step's groups: per group (StepGroup.samples, its advantages)."""
         lines = b"".join(
             orjson.dumps(clean({"step": step, **sample, "advantage": float(adv[i])})) + b"\n"
-            for group, adv in zip(batch, advantages)
-            for i, sample in enumerate(group.samples)
+            for samples, adv in groups
+            for i, sample in enumerate(samples)
         )  # fmt: skip
         if self.path.exists() and self.path.stat().st_size + len(lines) > self.max_bytes:
             os.replace(self.path, self.path.with_name(self.path.name + ".1"))

@@ -77,6 +77,9 @@ class TrainSettings:
     lora_r: int = 0
     lora_alpha: float = 16.0
     gradient_checkpointing: bool = False
+    nproc: int = 1  # processes; > 1: `grpo train` re-runs itself under torchrun (policy.distributed)
+    fsdp: bool = False  # shard the policy (and a frozen reference) with FSDP2 instead of DDP
+    dist_timeout: float = 600.0  # seconds a collective waits for a missing rank before failing
     bow_buckets: int = 1 << 16
     seed: int = 0
     deterministic: bool = False

@@ -31,6 +31,7 @@ step-N checkpoint (the exact-resume test uses it to die at a known point).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -43,8 +44,9 @@ from typing import Any
 import torch
 
 from policy import checkpoint as ckpt
+from policy import distributed as dist
 from policy.advantages import group_advantages, has_variance
-from policy.backends import Encoded, LossOptions, Policy, StepGroup, default_lr, load_policy
+from policy.backends import Encoded, LossOptions, Policy, StepGroup, default_lr, load_policy, resolve_device, tiny_path
 from policy.data import Dataset, Group, load_dataset, split_holdout
 from policy.errors import PolicyError, RewardError, SettingsError, TrainingDiverged
 from policy.evaluate import expected_reward, pairwise_accuracy
@@ -85,22 +87,31 @@ def check_settings(s: TrainSettings) -> None:
             raise SettingsError("--num-generations must be >= 2: advantages compare completions of the same prompt")
     elif s.dataset is None:
         raise SettingsError("no dataset: pass --dataset FILE (or --online with --prompts FILE)")
+    world = dist.World.from_env()
+    batch, what = (s.prompts_per_step, "--prompts-per-step") if s.online else (s.groups_per_step * s.grad_accum, "--groups-per-step x --grad-accum")
+    if batch < world.size:
+        raise SettingsError(f"{what} = {batch} groups per step cannot feed {world.size} processes (a group is never split): raise it to at least {world.size}")
+    if s.fsdp and batch % world.size:
+        raise SettingsError(f"--fsdp needs {what} ({batch}) divisible by the {world.size} processes: every rank runs the same passes")
 
 
-def _masked_mean(parts: list[tuple[torch.Tensor, torch.Tensor]]) -> float | None:
+def _masked_sums(parts: list[tuple[torch.Tensor, torch.Tensor]]) -> list[float]:
+    """[sum of v * mask, sum of mask] over (v, mask) pairs: a masked mean's two halves, summable over ranks."""
     num = sum(float((v.float() * m.to(v.device)).sum()) for v, m in parts)
-    den = sum(float(m.sum()) for _, m in parts)
-    return num / den if den else None
+    return [num, sum(float(m.sum()) for _, m in parts)]
 
 
 class Trainer:
     def __init__(self, settings: TrainSettings, hooks: Hooks | None = None) -> None:
         check_settings(settings)
         self.s, self.hooks = settings, hooks or Hooks()
+        self.world = dist.World.from_env()  # rank 0 writes metrics, manifest and checkpoints
+        self.device = dist.rank_device(settings.device, self.world)
         self.out = Path(settings.out)
         self.ckpt_root = self.out / "checkpoints"
         self.metrics = MetricsWriter(self.out / "metrics.jsonl")
-        self.tracker = open_tracker(settings.report_to, self.out, settings.to_json())  # fails here when not installed
+        report_to = settings.report_to if self.world.main else "none"
+        self.tracker = open_tracker(report_to, self.out, settings.to_json())  # fails here when not installed
         self.opts = LossOptions(settings.loss_type, settings.eps_low, settings.eps_high, settings.delta, settings.ratio_level, settings.temperature)
         self.kl = KLController(settings.beta, settings.kl_warmup, settings.kl_target, settings.kl_adaptive, settings.kl_adaptive_target, settings.kl_horizon)
         self.step = self.nan_skips = self.consecutive = self.filtered_total = 0
@@ -127,14 +138,20 @@ class Trainer:
 
     def setup(self) -> None:
         """Load data, policy, reference and optimizer (and the checkpoint, with resume); `run` calls it first."""
-        s = self.s
+        s, world = self.s, self.world
         random.seed(s.seed)
         torch.manual_seed(s.seed)
+        dist.init(world, resolve_device(self.device), s.dist_timeout)
         if not s.resume:
             self._check_fresh()
         self.val = self._load_data(s.val_dataset) if s.val_dataset else None
+        if s.model == "tiny" and world.main and not tiny_path(self.out).exists():
+            from policy.tiny import build_tiny
+
+            build_tiny(tiny_path(self.out).absolute(), seed=s.seed)  # built once, by rank 0
+        dist.barrier(world)
         self.policy: Policy = load_policy(
-            s.model, out=self.out, device=s.device, lora_r=s.lora_r, lora_alpha=s.lora_alpha,
+            s.model, out=self.out, device=self.device, lora_r=s.lora_r, lora_alpha=s.lora_alpha,
             gradient_checkpointing=s.gradient_checkpointing, max_completion_tokens=s.max_completion_tokens,
             bow_buckets=s.bow_buckets, seed=s.seed,
         )  # fmt: skip
@@ -152,12 +169,16 @@ class Trainer:
                 self.refs.fill(self.policy, self.encode, [g for g, ok in zip(self.data.groups, eligible) if ok], s.temperature)
         if self.data.bad_lines:
             log.warning("%s: skipped %d bad lines", self.data.path, self.data.bad_lines)
+        found = self._resume_weights() if s.resume else None
+        self.engine = dist.wrap(self.policy, world, fsdp=s.fsdp, exact=s.deterministic)  # DDP / FSDP2 over the ranks; the plain policy alone
         self.params = self.policy.trainable_parameters()
         self.lr = s.lr if s.lr is not None else default_lr(self.policy.kind)  # unset: the backend's default
         self.optimizer = torch.optim.AdamW(self.params, lr=self.lr, weight_decay=s.weight_decay)
-        position = self._resume() if s.resume else 0
+        position = self._resume_state(*found) if found else 0
         if self.online is not None:
             self.online.sampler.position = position
+            if world.multi:  # each rank samples its own prompts from its own stream
+                torch.manual_seed(s.seed * 1_000_003 + self.step * 1009 + world.rank)
         else:
             try:
                 self.sampler = Sampler(len(self.data), s.seed, eligible, position)
@@ -189,22 +210,26 @@ class Trainer:
         if ckpt.list_checkpoints(self.ckpt_root) or (self.metrics.path.exists() and self.metrics.path.stat().st_size):
             raise SettingsError(f"{self.out} already holds a training run; pass --resume to continue it, or --out DIR for a new one")
 
-    def _resume(self) -> int:
+    def _resume_weights(self) -> tuple[Path, dict[str, Any]] | None:
+        """Load the newest intact checkpoint's weights (before the policy is wrapped); None when there is none."""
         found = ckpt.latest_valid(self.ckpt_root)
         if found is None:
             log.info("no checkpoint under %s: starting at step 0", self.ckpt_root)
-            if self.metrics.path.exists():
+            if self.metrics.path.exists() and self.world.main:
                 truncate_after(self.metrics.path, 0)
-            return 0
-        path, meta = found
-        self.policy.load_weights(path)
+            return None
+        self.policy.load_weights(found[0])
+        return found
+
+    def _resume_state(self, path: Path, meta: dict[str, Any]) -> int:
+        """Optimizer, KL controller, RNG, step and data position of checkpoint `path`: the data position."""
         state = ckpt.load_state(path)
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.engine.load_optimizer(self.optimizer, state["optimizer"])
         self.kl.load_state_dict(state["kl_controller"])
         set_rng_state(state["rng"])
         self.step, self.nan_skips = int(state["step"]), int(state["nan_skips"])
         self.val_start = dict(state.get("val_start") or {})  # the run's untrained baseline, kept across resumes
-        dropped = truncate_after(self.metrics.path, self.step)
+        dropped = truncate_after(self.metrics.path, self.step) if self.world.main else 0
         log.info("resumed from %s (step %d%s)", path, self.step, f"; dropped {dropped} later metrics lines" if dropped else "")
         if state["data"]["fingerprint"] != self.data.fingerprint:
             what = "prompts" if self.online is not None else "dataset"
@@ -214,97 +239,120 @@ class Trainer:
 
     # -- one step -----------------------------------------------------------------------------------
 
-    def _normalizer(self, encs: list[Encoded]) -> float:
+    def _normalizer(self, sizes: list[tuple[int, int]]) -> float:
+        """The step's loss normaliser from each group's (candidates, completion tokens)."""
         if self.s.loss_type == "grpo":
-            return float(sum(e.ids.shape[0] for e in encs))
+            return float(sum(g for g, _ in sizes))
         if self.s.loss_type == "dr_grpo":
-            return float(sum(e.ids.shape[0] for e in encs) * self.policy.max_tokens)
-        return float(max(1, sum(e.tokens for e in encs)))
+            return float(sum(g for g, _ in sizes) * self.policy.max_tokens)
+        return float(max(1, sum(t for _, t in sizes)))
 
-    def _normalizers(self, encs: list[Encoded]) -> list[float]:
-        """One loss normaliser per group of the step. bnpo follows TRL: each micro-batch (offline
-        `groups_per_step` groups, `grad_accum` of them per step; online the whole step) is normalised
-        by its OWN token count and divided by the number of micro-batches, i.e. the step loss is
-        (1/A) * sum_m S_m / N_m (TRL: `sum / mask.sum() / current_gradient_accumulation_steps`). With
-        one micro-batch that equals dapo; with several it differs (dapo divides by the step's tokens).
+    def _normalizers(self, sizes: list[tuple[int, int]]) -> list[float]:
+        """One loss normaliser per group of the step, from every group's (candidates, tokens). bnpo follows
+        TRL: each micro-batch (offline `groups_per_step` groups, `grad_accum` of them per step; online the
+        whole step) is normalised by its OWN token count and divided by the number of micro-batches, i.e.
+        the step loss is (1/A) * sum_m S_m / N_m (TRL: `sum / mask.sum() / current_gradient_accumulation_steps`).
+        With one micro-batch that equals dapo; with several it differs (dapo divides by the step's tokens).
         Every other loss type uses one normaliser for the whole step (`_normalizer`)."""
         if self.s.loss_type != "bnpo":
-            return [self._normalizer(encs)] * len(encs)
-        size = self.s.groups_per_step if self.online is None else len(encs)
-        chunks = [encs[i : i + size] for i in range(0, len(encs), size)]  # the micro-batches
-        return [float(max(1, sum(e.tokens for e in mb))) * len(chunks) for mb in chunks for _ in mb]
+            return [self._normalizer(sizes)] * len(sizes)
+        size = self.s.groups_per_step if self.online is None else len(sizes)
+        chunks = [sizes[i : i + size] for i in range(0, len(sizes), size)]  # the micro-batches
+        return [float(max(1, sum(t for _, t in mb))) * len(chunks) for mb in chunks for _ in mb]
 
     def _offline_group(self, g: Group) -> StepGroup:
         ref = self.refs.get(g.gid, self.policy.device) if g.gid in self.refs else None
         return StepGroup(g.gid, f"{g.gid} ({self.s.dataset}:{g.line})", self.encode(g), g.rewards, None, ref)
 
-    def _backward_group(
-        self, b: StepGroup, enc: Encoded, old: torch.Tensor | None, adv: torch.Tensor, coef: float, norm: float,
-    ) -> tuple[float | None, list[tuple[Any, torch.Tensor]], torch.Tensor | None]:  # fmt: skip
-        """Loss + backward of one group in micro-batches of `micro_batch_size` candidates (hf; bow is listwise):
-        (the group's loss, or None when not finite; [(stats, mask)] per micro-batch; logp (G, T))."""
-        total, parts = 0.0, []
-        for rows, sub in self.policy.split(enc, self.s.micro_batch_size):
+    def _passes(self, batch: list[StepGroup]) -> list[tuple[int, slice, Encoded]]:
+        """This rank's forward/backward passes: (group, rows, micro-batch) in micro-batches of
+        `micro_batch_size` candidates (hf; bow is listwise)."""
+        return [(i, rows, sub) for i, b in enumerate(batch) for rows, sub in self.policy.split(b.enc, self.s.micro_batch_size)]
+
+    def _backward(
+        self, batch: list[StepGroup], old: list[torch.Tensor | None], advs: list[torch.Tensor], coef: float, norms: list[float],
+    ) -> tuple[float, list[tuple[Any, torch.Tensor]], list[int], dict[int, list[torch.Tensor]]]:  # fmt: skip
+        """Loss + backward of this rank's groups: (the summed loss of the finite passes, [(stats, mask)] per
+        pass, the indices of groups with a non-finite loss, {group: [logp (rows, T)] per pass}). Every rank runs
+        the same number of passes (policy.distributed); only the last one syncs gradients."""
+        passes = self._passes(batch)
+        n = dist.max_int(len(passes), self.world)
+        total, parts, bad, logps = 0.0, [], [], {}
+        for j in range(n):
+            i, rows, sub = passes[min(j, len(passes) - 1)]
+            b = batch[i]
             ref = None if b.ref_logp is None else b.ref_logp[rows]
-            loss, st = self.policy.loss(sub, None if old is None else old[rows], ref, adv[rows], beta=coef, normalizer=norm, opts=self.opts)
-            if self.hooks.loss_hook is not None:
-                loss = self.hooks.loss_hook(self.step + 1, b.index, loss)
-            if not torch.isfinite(loss):
-                return None, [], None
-            loss.backward()
-            total += float(loss.detach())
-            parts.append((st, sub.mask))
-        return total, parts, torch.cat([st.logp for st, _ in parts])
+            with self.engine.no_sync() if j < n - 1 else contextlib.nullcontext():
+                loss, st = self.engine.loss(sub, None if old[i] is None else old[i][rows], ref, advs[i][rows], beta=coef, normalizer=norms[i], opts=self.opts)
+                if self.hooks.loss_hook is not None:
+                    loss = self.hooks.loss_hook(self.step + 1, b.index, loss)
+                if j >= len(passes):  # a padding pass: this rank ran out of passes before the others
+                    loss = loss * 0.0
+                elif not torch.isfinite(loss):
+                    bad.append(i)
+                elif i not in bad:
+                    total += float(loss.detach())
+                    parts.append((st, sub.mask))
+                    logps.setdefault(i, []).append(st.logp)
+                if torch.isfinite(loss) or self.world.multi:  # several ranks: every pass runs (the step is skipped anyway)
+                    self.engine.backward(loss, sync=j == n - 1)
+        self.engine.finish()
+        return total, parts, sorted(set(bad)), logps
 
     def _train_step(self, batch: list[StepGroup]) -> tuple[dict[str, Any], list[torch.Tensor]]:
-        s, k = self.s, self.step  # k: 0-based index of this update
+        """One update (x num_iterations) on this rank's groups `batch`, with advantages and normalisers of the
+        whole step's groups (every rank's, in global order), so the result does not depend on the world size."""
+        s, k, world = self.s, self.step, self.world  # k: 0-based index of this update
         lr = self.lr * lr_factor(k, warmup_steps=s.warmup_steps, lr_step=s.lr_step, lr_gamma=s.lr_gamma, cosine=s.cosine, total_steps=self.target_step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         coef = self.kl.coef(k)
-        advs = group_advantages([b.rewards for b in batch], baseline=s.adv_baseline, scale_rewards=s.scale_rewards, adv_clip=s.adv_clip, reward_clip=s.reward_clip, adv_std=s.adv_std)
-        encs = [b.enc for b in batch]
-        norms = self._normalizers(encs)  # one per group (bnpo: per micro-batch)
+        info = dist.unshard(dist.gather([(b.rewards, int(b.enc.ids.shape[0]), b.enc.tokens, b.where) for b in batch], world))
+        mine = list(range(world.rank, len(info), world.size))  # this rank's groups in the step's order
+        advs_all = group_advantages([r for r, *_ in info], baseline=s.adv_baseline, scale_rewards=s.scale_rewards, adv_clip=s.adv_clip, reward_clip=s.reward_clip, adv_std=s.adv_std)
+        norms_all = self._normalizers([(g, t) for _, g, t, _ in info])  # one per group (bnpo: per micro-batch)
+        advs, norms = [advs_all[i] for i in mine], [norms_all[i] for i in mine]
         old: list[torch.Tensor | None] = [b.old_logp for b in batch]
-        bad: list[StepGroup] = []
-        grad_norm = loss_total = None
+        bad: list[str] = []
+        grad_norm: float | None = None
+        loss_local = 0.0
         for it in range(s.num_iterations):
             self.optimizer.zero_grad(set_to_none=True)
-            loss_total, stats = 0.0, []
-            for i, (b, enc) in enumerate(zip(batch, encs)):
-                value, parts, logp = self._backward_group(b, enc, old[i], advs[i], coef, norms[i])
-                if value is None:
-                    bad.append(b)
-                    continue
-                loss_total += value
-                stats += parts
-                if it == 0 and s.num_iterations > 1 and old[i] is None:
-                    old[i] = logp
-            if not bad:
-                grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, s.max_grad_norm))
+            loss_local, stats, bad_local, logps = self._backward(batch, old, advs, coef, norms)
+            if dist.any_true(bool(bad_local), world):
+                bad = dist.unshard(dist.gather([batch[i].where if i in bad_local else None for i in range(len(batch))], world))
+                bad = [w for w in bad if w is not None]
+            else:
+                grad_norm = float(self.engine.clip_grad_norm(self.params, s.max_grad_norm))
                 if not math.isfinite(grad_norm):
-                    bad = list(batch)
+                    bad = [w for *_, w in info]
             if bad:
                 self.optimizer.zero_grad(set_to_none=True)
                 break
             self.optimizer.step()
-        adv_all = torch.cat(advs)
-        rewards = torch.tensor([r for b in batch for r in b.rewards], dtype=torch.float64)
+            if it == 0 and s.num_iterations > 1:
+                old = [torch.cat(logps[i]) if old[i] is None else old[i] for i in range(len(batch))]
+        adv_all = torch.cat(advs_all)
+        rewards = torch.tensor([r for rs, *_ in info for r in rs], dtype=torch.float64)
         rec: dict[str, Any] = {
-            "loss": None if bad else loss_total, "lr": lr, "kl_coef": coef, "grad_norm": grad_norm,
+            "loss": None, "lr": lr, "kl_coef": coef, "grad_norm": grad_norm,
             "adv_mean": float(adv_all.mean()), "adv_std": float(adv_all.std(correction=0)),
             "reward_mean": float(rewards.mean()), "reward_std": float(rewards.std(correction=0)),
-            "groups": len(batch), "tokens": sum(e.tokens for e in encs) * s.num_iterations,
+            "groups": len(info), "tokens": sum(t for _, _, t, _ in info) * s.num_iterations, "world_size": world.size,
         }  # fmt: skip
         if not bad:
-            has_ref = any(b.ref_logp is not None for b in batch)  # no reference (beta 0): no KL estimate, null
-            rec["kl"] = _masked_mean([(st.kl, m) for st, m in stats]) if has_ref else None
-            rec["clip_frac_low"] = _masked_mean([(st.clipped_low, m) for st, m in stats])
-            rec["clip_frac_high"] = _masked_mean([(st.clipped_high, m) for st, m in stats])
-            rec["ratio_mean"] = _masked_mean([(st.ratio, m) for st, m in stats])
+            keys = [("kl", "kl"), ("clip_frac_low", "clipped_low"), ("clip_frac_high", "clipped_high"), ("ratio_mean", "ratio")]
             if all(st.entropy is not None for st, _ in stats):
-                rec["entropy"] = _masked_mean([(st.entropy, m) for st, m in stats])
-        rec["bad_groups"] = [b.where for b in bad]
+                keys.append(("entropy", "entropy"))
+            sums = [loss_local] + [x for _, attr in keys for x in _masked_sums([(getattr(st, attr), m) for st, m in stats])]
+            sums = dist.sum_floats(sums, world)
+            rec["loss"] = sums[0]
+            for n, (key, _) in enumerate(keys):
+                num, den = sums[1 + 2 * n : 3 + 2 * n]
+                rec[key] = num / den if den else None
+            if all(b.ref_logp is None for b in batch):  # no reference (beta 0): no KL estimate, null
+                rec["kl"] = None
+        rec["bad_groups"] = bad
         return rec, advs
 
     # -- the loop -----------------------------------------------------------------------------------
@@ -315,13 +363,18 @@ class Trainer:
             "metrics": rec, "policy": self.policy.describe(), "created": time.time(),
         }  # fmt: skip
 
-    def _save(self, rec: dict[str, Any] | None) -> Path:
+    def _save(self, rec: dict[str, Any] | None) -> Path | None:
+        """Rank 0 writes the checkpoint (every rank takes part: FSDP2 gathers the full weights and optimizer
+        state, so a checkpoint does not depend on the world size); other ranks return None."""
+        optimizer, save_weights = self.engine.optimizer_state(self.optimizer), self.engine.weights_saver()
+        if not self.world.main:
+            return None
         state = {
-            "step": self.step, "optimizer": self.optimizer.state_dict(), "kl_controller": self.kl.state_dict(),
+            "step": self.step, "optimizer": optimizer, "kl_controller": self.kl.state_dict(),
             "rng": rng_state(), "data": {"position": self._position(), "fingerprint": self.data.fingerprint},
             "nan_skips": self.nan_skips, "target_step": self.target_step, "val_start": self.val_start,
         }  # fmt: skip
-        path = ckpt.save_checkpoint(self.ckpt_root, self.step, save_weights=self.policy.save, state=state, meta=self._meta(rec), keep=self.s.keep_checkpoints)
+        path = ckpt.save_checkpoint(self.ckpt_root, self.step, save_weights=save_weights, state=state, meta=self._meta(rec), keep=self.s.keep_checkpoints)
         if os.environ.get(KILL_ENV) == str(self.step):
             os.kill(os.getpid(), signal.SIGKILL)
         return path
@@ -333,31 +386,52 @@ class Trainer:
         """Held-out quality: pairwise accuracy and the reward the policy expects (policy.evaluate)."""
         assert self.val is not None
         encode = lambda g: self.encode(g, "val")  # noqa: E731
-        acc, _ = pairwise_accuracy(self.policy, self.val.groups, encode)
-        return {"val_pairwise_acc": acc, "policy_expected_reward": expected_reward(self.policy, self.val.groups, encode)}
+        with self.engine.full():  # every rank runs it (FSDP2: the forward passes are collective)
+            acc, _ = pairwise_accuracy(self.policy, self.val.groups, encode)
+            return {"val_pairwise_acc": acc, "policy_expected_reward": expected_reward(self.policy, self.val.groups, encode)}
 
     def _start(self) -> None:
         """Guard seam, manifest, on_start: right before the first step."""
-        if self.hooks.before_train is not None:
+        main = self.world.main
+        if self.hooks.before_train is not None and main:
             self.hooks.before_train()
         fingerprints = {"train": self.data.fingerprint} | ({"val": self.val.fingerprint} if self.val else {})
-        extra = {"policy": self.policy.describe(), "start_step": self.start_step, "kernels_backend": _backend(), "lr": self.lr}
-        write_manifest(self.out / "manifest.json", build_manifest(self.s.to_json(), fingerprints, extra))
+        extra = {"policy": self.policy.describe(), "start_step": self.start_step, "kernels_backend": _backend(), "lr": self.lr,
+                 "world_size": self.world.size, "parallel": self.engine.kind}  # fmt: skip
+        if main:
+            write_manifest(self.out / "manifest.json", build_manifest(self.s.to_json(), fingerprints, extra))
         if self.val is not None and self.step == 0:  # the untrained policy's held-out quality, the baseline
             self.val_start = {f"{k}_start": v for k, v in self._validate().items()}
-        if self.hooks.on_start is not None:
+        if self.hooks.on_start is not None and main:
             self.hooks.on_start({"start_step": self.start_step, "target_step": self.target_step, "groups": len(self.data), "model": self.policy.describe()})
+
+    def _online_step(self) -> tuple[list[StepGroup], dict[str, Any]]:
+        """This rank's sampled groups and the step's rollout metrics; a reward function failing on any rank
+        raises RewardError on every rank (rank 0 then checkpoints, see `run`)."""
+        assert self.online is not None
+        error: RewardError | None = None
+        try:
+            with self.engine.full():
+                batch, extra = self.online.next_step(self.world)
+        except RewardError as exc:
+            if not self.world.multi:
+                raise
+            error, batch, extra = exc, [], {}
+        errors = [e for e in dist.gather(None if error is None else str(error), self.world) if e is not None]
+        if errors:
+            raise RewardError(errors[0])
+        return batch, extra
 
     def run_step(self) -> tuple[dict[str, Any] | None, bool]:
         """One step (after `setup`), logged and guarded: (the record written or None, whether a stop was asked)."""
         s, t0 = self.s, time.perf_counter()
         if self.online is not None:
-            batch, extra = self.online.next_step()
+            batch, extra = self._online_step()
             dropped = 0
         else:
-            idxs, dropped = self.sampler.next_batch(s.groups_per_step * s.grad_accum)
+            idxs, dropped = self.sampler.next_batch(s.groups_per_step * s.grad_accum)  # the whole step's, on every rank
             groups = [self.data.groups[i] for i in idxs]
-            batch, extra = [self._offline_group(g) for g in groups], _axis_means(groups)
+            batch, extra = [self._offline_group(g) for g in dist.shard(groups, self.world)], _axis_means(groups)
         t1 = time.perf_counter()
         values, advs = self._train_step(batch)
         values.update(extra)
@@ -376,7 +450,9 @@ class Trainer:
             self.consecutive = 0
             self.kl.update(values.get("kl"))
         if self.online is not None and s.log_samples and self.step % s.log_samples == 0:
-            self.samples.write(self.step, batch, advs)
+            parts = dist.gather([(b.samples, a.tolist()) for b, a in zip(batch, advs)], self.world)
+            if self.world.main:
+                self.samples.write(self.step, dist.unshard(parts))
         values.update(step=self.step, timestamp=time.time(), groups_filtered=dropped, nan_skips=self.nan_skips)
         if self.step == 1:
             values.update(self.val_start)  # val_pairwise_acc_start, policy_expected_reward_start
@@ -386,11 +462,12 @@ class Trainer:
             values.update(self._validate())
             values.update(self.val_start)  # beside every measurement: the untrained baseline of this run
             self.last_val, self.last_expected = values["val_pairwise_acc"], values["policy_expected_reward"]
-        stop = self.hooks.should_stop is not None and self.hooks.should_stop()
-        rec = self.metrics.write(values) if self.step % s.log_every == 0 or last or bad or stop else None
+        stop = dist.any_true(self.hooks.should_stop is not None and self.hooks.should_stop(), self.world)  # one rank's SIGTERM stops all
+        due = self.step % s.log_every == 0 or last or bad or stop
+        rec = self.metrics.write(values) if due and self.world.main else None
         if rec is not None:
             self.tracker.log(rec)
-        if self.hooks.on_step is not None:
+        if self.hooks.on_step is not None and self.world.main:
             self.hooks.on_step(values)
         if self.consecutive >= s.max_nan_skips:
             raise TrainingDiverged(
@@ -403,7 +480,8 @@ class Trainer:
         began = time.time()
         rec: dict[str, Any] | None = None
         path: Path | None = None
-        with RunLock(self.out), deterministic_mode(self.s.deterministic), self.tracker:  # one writer per run folder
+        lock = RunLock(self.out) if self.world.main else contextlib.nullcontext()  # one writer per run folder
+        with lock, deterministic_mode(self.s.deterministic), self.tracker, dist.session():
             self.setup()
             self._start()
             while self.step < self.target_step:
@@ -411,6 +489,7 @@ class Trainer:
                     written, stop = self.run_step()
                 except RewardError:
                     self._save(rec)  # the last completed step, so the run can be resumed once the function is fixed
+                    dist.barrier(self.world)  # no rank exits (and gets the others ended) while rank 0 writes
                     raise
                 rec = written or rec
                 if self.step % self.s.save_every == 0 or self.step == self.target_step or stop:
@@ -418,6 +497,7 @@ class Trainer:
                 if stop:
                     log.info("stop requested: saved step %d and stopped", self.step)
                     break
+            dist.barrier(self.world)
         return self._summary(rec or {}, path, time.time() - began)
 
     def _summary(self, final: dict[str, Any], path: Path | None, elapsed: float) -> dict[str, Any]:

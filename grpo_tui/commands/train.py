@@ -11,6 +11,7 @@ the current step with a checkpoint (exit code 130). The trainer itself is `polic
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -29,6 +30,7 @@ from grpo_tui import guard
 from grpo_tui.config import PRESETS, TrainConfig, load_config
 from grpo_tui.context import Ctx, pass_ctx
 from grpo_tui.errors import UsageError
+from grpo_tui.launch import CHILD_ENV
 
 if typing.TYPE_CHECKING:
     from policy.settings import TrainSettings
@@ -83,6 +85,9 @@ HELP: dict[str, str] = {
     "lora_r": "LoRA rank for hf models (0 = full fine-tuning; needs the 'lora' extra).",
     "lora_alpha": "LoRA alpha.",
     "gradient_checkpointing": "Recompute activations in backward (hf models).",
+    "nproc": "Processes to train on (one per GPU; gloo on CPU): > 1 re-runs this command under torchrun --standalone. Under your own torchrun, ignored.",
+    "fsdp": "With several processes: shard the policy, its gradients and optimizer state with FSDP2 instead of replicating it (DDP).",
+    "dist_timeout": "Seconds a collective waits for another rank before the run fails (a dead or hung rank).",
     "bow_buckets": "Hashed feature buckets of the bow backend.",
     "seed": "Seed of the data order and initialisation.",
     "deterministic": "Deterministic torch algorithms (bit-exact resume).",
@@ -247,7 +252,12 @@ def train_cmd(ctx: Ctx, config_file: Path | None, preset: str | None, resume: bo
     flags["reward_fn"] = list(flags["reward_fn"]) or None  # an empty repeatable flag is unset
     cfg = load_config(TrainConfig, config_file=config_file, flags=flags, preset_name=preset)
     settings = settings_from_config(cfg, home=ctx.home, resume=resume)
-    bar = ProgressBar() if not as_json and sys.stderr.isatty() else None
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    if cfg.nproc > 1 and world == 1:  # not under torchrun yet: run this command again under it
+        from grpo_tui.launch import torchrun
+
+        return torchrun(cfg.nproc, sys.argv[1:])
+    bar = ProgressBar() if not as_json and sys.stderr.isatty() and rank == 0 else None
     try:
         with graceful_stop() as should_stop:
             hooks = Hooks(should_stop=should_stop, on_start=bar.start if bar else None, on_step=bar.step if bar else None,
@@ -259,6 +269,9 @@ def train_cmd(ctx: Ctx, config_file: Path | None, preset: str | None, resume: bo
                     bar.stop()
     except SettingsError as exc:
         raise UsageError(str(exc)) from exc
+    stopped = 130 if summary["status"] == "stopped" and CHILD_ENV not in os.environ else 0  # torchrun: the launcher says 130
+    if rank != 0:  # rank 0 reports for the run
+        return stopped
     if as_json:
         click.echo(orjson.dumps(clean(summary)).decode())
     else:
@@ -267,7 +280,7 @@ def train_cmd(ctx: Ctx, config_file: Path | None, preset: str | None, resume: bo
         if summary["val_pairwise_acc"] is not None:
             click.echo(f"held-out pairwise accuracy {summary['val_pairwise_acc']:.3f}")
         click.echo(f"checkpoint {summary['checkpoint']}\nmetrics {summary['metrics']}")
-    return 130 if summary["status"] == "stopped" else 0
+    return stopped
 
 
 DATA_FLAGS = ["max_prompt_chars", "truncate_prompts", "max_completion_tokens", "skip_bad_lines", "blocklist", "reward_weights", "device"]
