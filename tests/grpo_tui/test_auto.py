@@ -186,6 +186,16 @@ def test_train_args_drop_the_top_level_flags_a_section_key_overrides(tmp_path: P
     assert preset[preset.index("--preset") + 1] == "aggressive" and yaml.safe_load(path.read_text()) == {"lora_r": 4}
 
 
+def test_train_args_forward_a_multi_process_section_to_the_trainer(tmp_path: Path) -> None:
+    from grpo_tui.config import TrainConfig, load_config
+
+    cfg = AutoConfig.model_validate({"train": {"nproc": 2, "dist_timeout": 120}})
+    args = train_args(tmp_path, cfg, "signature")
+    path = tmp_path / "auto" / "train_signature.yaml"
+    assert args[-2:] == ["--config-file", str(path)] and "--nproc" not in args  # the file, not a flag
+    assert yaml.safe_load(path.read_text()) == {"nproc": 2, "dist_timeout": 120.0}
+    trained = load_config(TrainConfig, config_file=path)  # what `grpo train --config-file` builds from it
+    assert (trained.nproc, trained.dist_timeout, trained.fsdp) == (2, 120.0, False)
 def test_lora_cycle_exports_the_checkpoint_and_runs_the_serving_hook(auto_home: Path) -> None:
     home = auto_home
     grpo(home, "guard", "--min-free-gb", "0", "--min-ram-gb", "0")
