@@ -9,7 +9,7 @@ every rank draws the same global batch of groups from the seed (policy.sampler) 
 share `shard(batch)` = batch[rank::size] (a group is never split: advantages are per group); the
 advantages and every loss normaliser are computed from the whole batch's rewards and token counts
 (`gather`ed), so each rank's loss is its part of the single-process sum. The gradient is then the
-SUM over ranks (DDP with a summing comm hook; FSDP2 with divide factor 1), the same as one process
+SUM over ranks (DDP with a summing comm hook; FSDP2's mean of losses scaled by the world size), the same as one process
 accumulating every group. Every rank runs the same number of forward/backward passes (`max_int` of the
 micro-batch counts; a rank with fewer repeats its last one with weight 0), all but the last under
 no-sync, so the collectives line up under DDP and FSDP2 alike.
@@ -20,12 +20,14 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
+
+from policy.errors import PolicyError
 
 T = TypeVar("T")
 
@@ -145,8 +147,24 @@ class LossModule(torch.nn.Module):
         else:
             self.weight = policy.weight
 
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
-        return self.policy[0].loss(*args, **kwargs)
+    def forward(self, *args: Any, call: Any = None, **kwargs: Any) -> Any:
+        """`policy.loss(*args, **kwargs)`, or `call()` (FSDP2: any use of the weights runs inside the root's forward)."""
+        return call() if call is not None else self.policy[0].loss(*args, **kwargs)
+
+
+def optimizer_state_by(keys: str, module: torch.nn.Module, state: dict[str, Any]) -> dict[str, Any]:
+    """An optimizer state dict keyed by parameter index ("index": torch's own) or by parameter name
+    ("name": FSDP2's full state dicts), whichever it came in: checkpoints of replicated and sharded runs
+    load into either. Names and indices are the trainable parameters of `module` in order."""
+    names = [n for n, p in module.named_parameters() if p.requires_grad and not n.startswith("ref_net.")]
+    to = {i: n for i, n in enumerate(names)} if keys == "name" else {n: i for i, n in enumerate(names)}
+    if all(k in to.values() for k in state["state"]):
+        return state  # already keyed that way
+    missing = [k for k in state["state"] if k not in to]
+    if missing:
+        raise PolicyError(f"the checkpoint's optimizer state names parameters this model lacks ({missing[:3]}); resume with the same model and --lora-r")
+    groups = [{**g, "params": [to[k] for k in g["params"]]} for g in state["param_groups"]]
+    return {"state": {to[k]: v for k, v in state["state"].items()}, "param_groups": groups}
 
 
 def _sum_hook(state, bucket):  # type: ignore[no-untyped-def]  # DDP checks the annotations: none, or real ones
@@ -218,9 +236,9 @@ class Replicated:
     def no_sync(self) -> contextlib.AbstractContextManager[Any]:
         return self.ddp.no_sync() if self.ddp is not None else contextlib.nullcontext()
 
-    def full(self) -> contextlib.AbstractContextManager[Any]:
-        """Around calls that use the weights outside `loss` (nothing to do: every rank holds them)."""
-        return contextlib.nullcontext()
+    def run(self, fn: Callable[[], T]) -> T:
+        """`fn()`, a use of the weights outside `loss` (rollouts, validation): here a plain call."""
+        return fn()
 
     def clip_grad_norm(self, params: list[torch.nn.Parameter], max_norm: float) -> float:
         return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
@@ -229,7 +247,7 @@ class Replicated:
         return optimizer.state_dict()
 
     def load_optimizer(self, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
-        optimizer.load_state_dict(state)
+        optimizer.load_state_dict(optimizer_state_by("index", self.module, state))
 
     def weights_saver(self) -> Any:
         """What writes the weights into a checkpoint dir (called on rank 0 only)."""

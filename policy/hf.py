@@ -252,12 +252,14 @@ class HFPolicy:
     def train(self, mode: bool = True) -> None:
         self.net.train(mode)
 
-    def save(self, directory: Path) -> None:
+    def save(self, directory: Path, state_dict: dict[str, Tensor] | None = None) -> None:
+        """Weights (or the LoRA adapter) and tokenizer into `directory`; `state_dict`: these weights instead
+        of the module's own (the full weights an FSDP2-sharded policy gathered, policy.sharding)."""
         directory = Path(directory)
         if self.lora_r > 0:
-            self.net.save_pretrained(directory / ADAPTER_DIR)
+            self.net.save_pretrained(directory / ADAPTER_DIR, state_dict=state_dict)
         else:
-            self.net.save_pretrained(directory)
+            self.net.save_pretrained(directory, state_dict=state_dict)
             self.tokenizer.save_pretrained(directory)
 
     def load_weights(self, directory: Path) -> None:

@@ -386,9 +386,11 @@ class Trainer:
         """Held-out quality: pairwise accuracy and the reward the policy expects (policy.evaluate)."""
         assert self.val is not None
         encode = lambda g: self.encode(g, "val")  # noqa: E731
-        with self.engine.full():  # every rank runs it (FSDP2: the forward passes are collective)
+        def measure() -> dict[str, float | None]:
             acc, _ = pairwise_accuracy(self.policy, self.val.groups, encode)
             return {"val_pairwise_acc": acc, "policy_expected_reward": expected_reward(self.policy, self.val.groups, encode)}
+
+        return self.engine.run(measure)  # on every rank (FSDP2: the forward passes are collective)
 
     def _start(self) -> None:
         """Guard seam, manifest, on_start: right before the first step."""
@@ -411,8 +413,7 @@ class Trainer:
         assert self.online is not None
         error: RewardError | None = None
         try:
-            with self.engine.full():
-                batch, extra = self.online.next_step(self.world)
+            batch, extra = self.engine.run(lambda: self.online.next_step(self.world))
         except RewardError as exc:
             if not self.world.multi:
                 raise
