@@ -82,7 +82,8 @@ def aot_table(rows: list[dict[str, Any]]) -> Table:
     return table
 
 
-def to_json(device: str, rows: list[dict[str, Any]], aot: list[dict[str, Any]], skipped: list[str]) -> str:
-    """The one JSON object `--json` prints as the last line."""
+def to_json(device: str, rows: list[dict[str, Any]], aot: list[dict[str, Any]], skipped: list[str], ddp: dict[str, Any] | None = None) -> str:
+    """The one JSON object `--json` prints as the last line (`ddp`: `bench.ddp.run_bench`'s result, when run)."""
     cases = [{k: v for k, v in r.items() if k not in JSON_DROP} for r in rows]
-    return json.dumps({"device": device, "cases": cases, "aot": aot, "skipped": skipped}, separators=(",", ":"))
+    extra = {} if ddp is None else {"ddp": ddp}
+    return json.dumps({"device": device, "cases": cases, "aot": aot, "skipped": skipped, **extra}, separators=(",", ":"))

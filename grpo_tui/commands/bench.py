@@ -4,6 +4,8 @@ Cases come from the `bench` registry (default: logprob, loss, fused-linear); eac
 provider it has (ours, naive, and trl / liger where installed) at each token count and vocabulary.
 Output: a rich table; `--json` sends the table to stderr and prints one JSON object on stdout.
 `--aot` adds the Triton ahead-of-time compile report (alone when no CASES are named).
+`ddp` is not a registry case: it runs offline `grpo train` with `--nproc 1` and `--nproc N` (`bench.ddp`)
+and prints steps/s, speedup and scaling efficiency (JSON key `ddp`).
 """
 
 from __future__ import annotations
@@ -46,6 +48,10 @@ def _int_list(minimum: int):
 @click.option("--aot", is_flag=True, help="Compile every Triton kernel for sm_80 and sm_90a; report registers, spills, shared memory.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), help="Draw memory and time against tokens into FILE.png (needs matplotlib).")
 @click.option("--profile", "profile_dir", type=click.Path(file_okay=False, path_type=Path), help="Write a torch.profiler chrome trace of the first case's `ours` run into DIR.")
+@click.option("--nproc", type=click.IntRange(min=1), default=2, show_default=True, help="ddp: processes of the data-parallel run (against one process).")
+@click.option("--model", type=click.Choice(["bow", "tiny"]), default="tiny", show_default=True, help="ddp: the policy trained.")
+@click.option("--steps", type=click.IntRange(min=1), default=8, show_default=True, help="ddp: training steps of each run.")
+@click.option("--groups-per-step", type=click.IntRange(min=1), default=4, show_default=True, help="ddp: global groups per step (divisible by --nproc), the same in both runs.")
 def bench_command(
     cases: tuple[str, ...],
     tokens: tuple[int, ...],
@@ -59,8 +65,12 @@ def bench_command(
     aot: bool,
     plot_path: Path | None,
     profile_dir: Path | None,
+    nproc: int,
+    model: str,
+    steps: int,
+    groups_per_step: int,
 ) -> None:
-    """Benchmark CASES (logprob, loss, fused-linear by default; also miner, train-step, rollout, tui, calibrate).
+    """Benchmark CASES (logprob, loss, fused-linear by default; also miner, train-step, rollout, tui, calibrate, ddp).
 
     Each (case, provider, tokens, vocab) runs in a fresh subprocess: time p20/p50/p80, peak extra
     memory, max abs error vs float64, ratios vs naive (and roofline % on CUDA).
@@ -76,7 +86,9 @@ def bench_command(
     err = Console(file=sys.stderr, width=None if sys.stderr.isatty() else 200, highlight=False)
     if plot_path is not None:
         require_matplotlib()
-    selected = [] if aot and not cases else registry.select(cases)
+    ddp = "ddp" in cases
+    cases = tuple(c for c in cases if c != "ddp")
+    selected = [] if (aot or ddp) and not cases else registry.select(cases)
     device = runner.detect_device()
     skipped: list[str] = []
 
@@ -111,6 +123,13 @@ def bench_command(
             out.print(table)
     if aot_rows:
         out.print(report.aot_table(aot_rows))
+    ddp_result = None
+    if ddp:
+        from bench.ddp import run_bench, table
+
+        err.print(f"ddp: grpo train --model {model} --steps {steps} --groups-per-step {groups_per_step}, --nproc 1 then --nproc {nproc}")
+        ddp_result = run_bench(nproc, model, steps, groups_per_step)
+        out.print(table(ddp_result))
     for row in rows:
         if row.get("trace"):
             err.print(f"profile trace: {row['trace']}")
@@ -120,7 +139,7 @@ def bench_command(
     if plot_path is not None and rows:
         err.print(f"plot: {plot(rows, plot_path)}")
     if as_json:
-        click.echo(report.to_json(device, rows, aot_rows, skipped))
+        click.echo(report.to_json(device, rows, aot_rows, skipped, ddp=ddp_result))
     if failed:
         names = ", ".join(f"{r['case']}/{r['provider']} N={r['tokens']}" for r in failed)
         raise BenchError(f"{len(failed)} benchmark run(s) failed ({names}); their stderr is above")

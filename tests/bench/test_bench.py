@@ -110,3 +110,24 @@ def test_percentiles_interpolate() -> None:
     assert percentile([3.0], 50) == 3.0
     assert percentile([4.0, 1.0, 3.0, 2.0, 5.0], 50) == 3.0
     assert percentile([1.0, 2.0], 20) == pytest.approx(1.2)
+
+
+def test_ddp_compares_one_process_with_n_on_the_same_global_batch(grpo) -> None:
+    code, out, err = grpo("bench", "ddp", "--nproc", "2", "--model", "bow", "--steps", "2", "--groups-per-step", "4", "--json")
+    assert code == 0, err
+    ddp = last_json(out)["ddp"]
+    assert (ddp["nproc"], ddp["groups_per_step"]) == (2, 4)
+    one, two = ddp["rows"]
+    assert (one["nproc"], one["world_size"], one["groups_per_rank"]) == (1, 1, 4)
+    assert (two["nproc"], two["world_size"], two["groups_per_rank"]) == (2, 2, 2)
+    for row in (one, two):
+        assert row["steps"] == 2 and row["groups_per_step"] == 4
+        assert row["train_s"] > 0 and row["steps_per_s"] > 0 and row["wall_s"] > 0 and row["wall_steps_per_s"] > 0
+    assert ddp["speedup"] > 0 and ddp["efficiency"] == pytest.approx(ddp["speedup"] / 2)
+    assert ddp["wall_speedup"] > 0 and ddp["wall_efficiency"] > 0
+    assert "same global batch" in ddp["note"] and "grpo bench ddp" in err and "efficiency" in err  # the table (stderr with --json)
+
+
+def test_ddp_groups_per_step_must_divide_by_nproc(grpo) -> None:
+    code, out, err = grpo("bench", "ddp", "--nproc", "3", "--groups-per-step", "4")
+    assert code == 2 and "must divide by --nproc 3" in err
