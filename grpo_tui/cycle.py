@@ -18,7 +18,7 @@ and before a level trains, a trainer left over from a dead host that still holds
 is ended and recorded under `stale: {level: {"pid", "signal", "ended"}}`. Each cycle appends one record to `<home>/auto/cycles.jsonl`:
 
     {"cycle", "start", "end", "outcome": "ok"|"skipped"|"failed"|"stopped", "reason",
-     "groups": {level: n}, "trained": {level: {"from_step", "to_step"}}, "mine": {...summary},
+     "groups": {level: n}, "trained": {level: {"from_step", "to_step", "world_size", ...}}, "mine": {...summary},
      "serve": {level: {"ok", "step", "export", "kind", "reason"}}}
 
 With `on_checkpoint.export`, a level that trained is exported (`grpo export`, a child logged as
@@ -213,11 +213,11 @@ class SubprocessCycleRunner:
                 result = self._train(cfg, level, stop, n)
             except ChildStopped as exc:
                 if exc.summary:  # what the stopped trainer checkpointed (steps from -> to)
-                    record["trained"][level] = _trained(exc.summary) | {"stopped": True}
+                    record["trained"][level] = _trained(exc.summary, cfg) | {"stopped": True}
                 raise
             if record.get("job") == "cycle":
                 clear_pending(self.home, level)  # trained on: those groups are consumed exactly once
-            record["trained"][level] = _trained(result)
+            record["trained"][level] = _trained(result, cfg)
             if cfg.on_checkpoint.export:
                 record.setdefault("serve", {})[level] = self._serve(cfg, level, result, stop, n)
         return "ok", f"trained {', '.join(ready)}"
@@ -385,9 +385,10 @@ def _has_groups(path: Path) -> bool:
     return path.exists() and path.stat().st_size > 0
 
 
-def _trained(result: dict[str, Any]) -> dict[str, Any]:
-    """A trainer summary as the cycle record's `trained[level]` entry."""
-    return {"from_step": result.get("start_step"), "to_step": result.get("step"), "loss": result.get("loss"),
+def _trained(result: dict[str, Any], cfg: AutoConfig) -> dict[str, Any]:
+    """A trainer summary as the cycle record's `trained[level]` entry; `world_size` is the processes the
+    level trained on (the `train:` section's nproc: the child re-runs itself under torchrun with that many)."""
+    return {"world_size": cfg.train.nproc,"from_step": result.get("start_step"), "to_step": result.get("step"), "loss": result.get("loss"),
             "checkpoint": result.get("checkpoint"), "val_acc": result.get("val_pairwise_acc"),
             "expected_reward": result.get("policy_expected_reward")}
 

@@ -164,9 +164,10 @@ def _when(ts: float | None) -> str:
 
 
 def _quality(trained: dict) -> str:
-    """' acc 0.81' for a level's held-out pairwise accuracy after the cycle (empty when not measured)."""
-    acc = trained.get("val_acc")
-    return "" if acc is None else f" acc {acc:.2f}"
+    """' acc 0.81' for a level's held-out pairwise accuracy after the cycle (empty when not measured), then
+    ' world 2' when it trained on several processes."""
+    acc, world = trained.get("val_acc"), trained.get("world_size") or 1
+    return ("" if acc is None else f" acc {acc:.2f}") + (f" world {world}" if world > 1 else "")
 
 
 @auto_group.command("status")

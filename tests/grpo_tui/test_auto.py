@@ -196,6 +196,20 @@ def test_train_args_forward_a_multi_process_section_to_the_trainer(tmp_path: Pat
     assert yaml.safe_load(path.read_text()) == {"nproc": 2, "dist_timeout": 120.0}
     trained = load_config(TrainConfig, config_file=path)  # what `grpo train --config-file` builds from it
     assert (trained.nproc, trained.dist_timeout, trained.fsdp) == (2, 120.0, False)
+
+
+def test_cycle_records_and_auto_status_carry_the_processes_a_level_trained_on() -> None:
+    from grpo_tui.commands.auto import _quality
+    from grpo_tui.cycle import _trained
+
+    summary = {"start_step": 0, "step": 4, "val_pairwise_acc": 0.75}
+    two = _trained(summary, AutoConfig.model_validate({"train": {"nproc": 2}}))
+    assert (two["from_step"], two["to_step"], two["world_size"]) == (0, 4, 2) and _quality(two) == " acc 0.75 world 2"
+    one = _trained(summary, AutoConfig())
+    assert one["world_size"] == 1 and _quality(one) == " acc 0.75"  # one process: nothing extra in `auto status`
+    assert _quality({"from_step": 0, "to_step": 4}) == ""  # a record from before world_size was kept
+
+
 def test_lora_cycle_exports_the_checkpoint_and_runs_the_serving_hook(auto_home: Path) -> None:
     home = auto_home
     grpo(home, "guard", "--min-free-gb", "0", "--min-ram-gb", "0")
