@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from grpo_tui import __version__
+from grpo_tui import __version__, launch
 from grpo_tui.commands.auto import auto_group
 from grpo_tui.commands.bench import bench_command
 from grpo_tui.commands.apply_policy import apply_policy_cmd
@@ -119,6 +119,7 @@ def exit_code(exc: BaseException) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: run the group, map exceptions to exit codes."""
     die_with_parent()  # a child of a scheduler host ends with it (GRPO_DIE_WITH_PARENT)
+    launch.ARGV = list(sys.argv[1:] if argv is None else argv)  # `grpo train --nproc N` runs them again under torchrun
     verbose = any(a in ("-v", "--verbose") or (a.startswith("-v") and set(a[1:]) == {"v"}) for a in (argv or sys.argv[1:]))
     try:
         rv = cli.main(args=argv, prog_name="grpo", standalone_mode=False)

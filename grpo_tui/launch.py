@@ -23,6 +23,7 @@ from typing import Any
 
 import click
 
+ARGV: list[str] | None = None  # the `grpo` arguments of this process (grpo_tui.cli.main sets them)
 CHILD_ENV = "GRPO_TORCHRUN_CHILD"  # set for the workers: a stopped run exits 0 and this launcher says 130
 ROOT = re.compile(r"Root Cause")
 RANK = re.compile(r"^\s*rank\s*:\s*(\d+)(?:\s*\(local_rank:\s*(\d+)\))?")
@@ -59,8 +60,10 @@ def command(nproc: int, argv: list[str]) -> list[str]:
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", "-m", "grpo_tui.cli", *args]
 
 
-def torchrun(nproc: int, argv: list[str]) -> int:
-    """Run `grpo <argv>` on `nproc` local processes; the exit code of the run (130: stopped on request)."""
+def torchrun(nproc: int, argv: list[str] | None = None) -> int:
+    """Run `grpo <argv>` (default: this process's arguments) on `nproc` local processes; the exit code of
+    the run (130: stopped on request)."""
+    argv = list(ARGV if ARGV is not None else sys.argv[1:]) if argv is None else argv
     env = {**os.environ, CHILD_ENV: "1"}
     proc = subprocess.Popen(command(nproc, argv), stderr=subprocess.PIPE, env=env, preexec_fn=_die_with_us, text=True, errors="replace")
     asked: list[int] = []

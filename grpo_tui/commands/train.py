@@ -256,7 +256,7 @@ def train_cmd(ctx: Ctx, config_file: Path | None, preset: str | None, resume: bo
     if cfg.nproc > 1 and world == 1:  # not under torchrun yet: run this command again under it
         from grpo_tui.launch import torchrun
 
-        return torchrun(cfg.nproc, sys.argv[1:])
+        return torchrun(cfg.nproc)
     bar = ProgressBar() if not as_json and sys.stderr.isatty() and rank == 0 else None
     try:
         with graceful_stop() as should_stop:

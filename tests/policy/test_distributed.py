@@ -1,0 +1,188 @@
+"""`grpo train --nproc N`: torchrun, DDP and FSDP2 on gloo (CPU), through the real CLI in subprocesses.
+
+The result must not depend on the number of processes: every rank draws the same global batch, trains
+its share with the whole batch's normalisers, and (--deterministic) sums gradients in float64, so the
+weights after N steps match the single-process run's to 1e-5 relative (the issue's bound; in practice
+they are bit-identical for DDP). FSDP2 sums in fp32 (reordered over ranks), within the same bound.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import psutil
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from policy import distributed as dist
+from policy.errors import SettingsError
+from policy.settings import TrainSettings
+from policy.trainer import check_settings
+from testkit import wait_for, word_groups
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def launch(home: Path, *args: str) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "GRPO_HOME": str(home)}
+    return subprocess.Popen([sys.executable, "-m", "grpo_tui.cli", "--home", str(home), "train", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def train(home: Path, *args: str) -> dict:
+    proc = launch(home, *args, "--json")
+    out, err = proc.communicate(timeout=900)
+    assert proc.returncode == 0, err[-3000:]
+    return orjson.loads(out.strip().splitlines()[-1])
+
+
+def weights(run: Path, step: int) -> dict[str, torch.Tensor]:
+    ckpt = run / "checkpoints" / f"step_{step:06d}"
+    return {k: v for f in sorted(ckpt.glob("*.safetensors")) for k, v in load_file(str(f)).items()}
+
+
+def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], rtol: float = 1e-5) -> None:
+    """Each tensor within rtol of the other, relative to the tensor's largest entry."""
+    assert sorted(a) == sorted(b)
+    for key in a:
+        scale = float(a[key].abs().max()) or 1.0
+        err = float((a[key] - b[key]).abs().max())
+        assert err <= rtol * scale, f"{key}: max difference {err:.3e} > {rtol} x {scale:.3e}"
+
+
+def losses(run: Path) -> list[float]:
+    return [orjson.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture()
+def data(tmp_path: Path) -> Path:
+    return word_groups(tmp_path / "groups.jsonl", 24)
+
+
+COMMON = ("--deterministic", "--seed", "3", "--save-every", "5")
+
+
+@pytest.mark.parametrize(
+    "model,extra",
+    [("bow", ("--groups-per-step", "4")),
+     # 3 groups on 2 ranks in micro-batches of 2 candidates: rank 1 pads its passes to rank 0's count
+     ("tiny", ("--groups-per-step", "3", "--micro-batch-size", "2", "--max-completion-tokens", "8"))],
+)  # fmt: skip
+def test_two_processes_train_the_same_weights_as_one(home: Path, tmp_path: Path, data: Path, model: str, extra: tuple[str, ...]) -> None:
+    runs = {}
+    for n in (1, 2):
+        runs[n] = tmp_path / f"n{n}"
+        summary = train(home, "--dataset", str(data), "--model", model, "--steps", "10", "--nproc", str(n), "--out", str(runs[n]), *COMMON, *extra)
+        assert summary["step"] == 10 and summary["status"] == "ok"
+    assert_same_weights(weights(runs[1], 10), weights(runs[2], 10))
+    before, after = weights(runs[1], 5), weights(runs[1], 10)
+    assert any(not torch.equal(before[k], after[k]) for k in after)  # it trained
+    assert losses(runs[1]) == pytest.approx(losses(runs[2]), rel=1e-5, abs=1e-9)
+    records = [orjson.loads(line) for line in (runs[2] / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == list(range(1, 11))  # rank 0 alone writes
+    assert {r["world_size"] for r in records} == {2}
+    assert orjson.loads((runs[2] / "manifest.json").read_bytes())["world_size"] == 2
+
+
+def test_a_two_rank_checkpoint_resumes_on_one_rank_as_the_two_rank_run_goes_on(home: Path, tmp_path: Path, data: Path) -> None:
+    args = ("--dataset", str(data), "--model", "tiny", "--groups-per-step", "4", "--max-completion-tokens", "8", *COMMON)
+    straight, moved = tmp_path / "straight", tmp_path / "moved"
+    train(home, *args, "--steps", "10", "--nproc", "2", "--out", str(straight))
+    train(home, *args, "--steps", "5", "--nproc", "2", "--out", str(moved))
+    summary = train(home, *args, "--steps", "5", "--nproc", "1", "--out", str(moved), "--resume")
+    assert (summary["start_step"], summary["step"]) == (5, 10)
+    assert_same_weights(weights(straight, 10), weights(moved, 10))
+    assert losses(moved) == pytest.approx(losses(straight), rel=1e-5, abs=1e-9)
+
+
+def test_fsdp_shards_tiny_over_two_ranks_trains_and_resumes(home: Path, tmp_path: Path, data: Path) -> None:
+    args = ("--dataset", str(data), "--model", "tiny", "--groups-per-step", "4", "--max-completion-tokens", "8", *COMMON)
+    alone, sharded, resumed = tmp_path / "alone", tmp_path / "sharded", tmp_path / "resumed"
+    train(home, *args, "--steps", "10", "--nproc", "1", "--out", str(alone))
+    train(home, *args, "--steps", "10", "--nproc", "2", "--fsdp", "--out", str(sharded))
+    assert orjson.loads((sharded / "manifest.json").read_bytes())["parallel"] == "fsdp"
+    assert_same_weights(weights(alone, 10), weights(sharded, 10))
+    train(home, *args, "--steps", "5", "--nproc", "2", "--fsdp", "--out", str(resumed))
+    train(home, *args, "--steps", "5", "--nproc", "2", "--fsdp", "--out", str(resumed), "--resume")
+    assert_same_weights(weights(sharded, 10), weights(resumed, 10))
+    assert losses(resumed) == pytest.approx(losses(sharded), rel=1e-5, abs=1e-9)
+
+
+def _rank_pid(launcher: subprocess.Popen, rank: int) -> int | None:
+    for child in psutil.Process(launcher.pid).children(recursive=True):
+        try:
+            if child.environ().get("RANK") == str(rank) and "grpo_tui.cli" in child.cmdline():
+                return child.pid
+        except psutil.Error:
+            continue
+    return None
+
+
+def _stepped(run: Path) -> bool:
+    path = run / "metrics.jsonl"
+    return path.exists() and path.stat().st_size > 0
+
+
+def test_a_dead_rank_ends_the_run_with_exit_1_naming_it(home: Path, tmp_path: Path, data: Path) -> None:
+    run = tmp_path / "run"
+    proc = launch(home, "--dataset", str(data), "--model", "tiny", "--groups-per-step", "2", "--steps", "100000", "--nproc", "2", "--out", str(run))
+    try:
+        wait_for(lambda: _stepped(run))
+        os.kill(wait_for(lambda: _rank_pid(proc, 1)), signal.SIGKILL)
+        _, err = proc.communicate(timeout=60)  # nothing hangs: the issue's bound, a deadline (TimeoutExpired fails)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1
+    assert "error: rank 1 (local rank 1) was killed by SIGKILL" in err
+
+
+def test_sigterm_stops_every_rank_after_the_step_with_one_checkpoint(home: Path, tmp_path: Path, data: Path) -> None:
+    run = tmp_path / "run"
+    proc = launch(home, "--dataset", str(data), "--model", "tiny", "--groups-per-step", "2", "--steps", "100000", "--save-every", "100000",
+                  "--nproc", "2", "--out", str(run))  # fmt: skip
+    try:
+        wait_for(lambda: _stepped(run))
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err[-3000:]
+    steps = [orjson.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [p.name for p in (run / "checkpoints").iterdir()] == [f"step_{steps[-1]:06d}"]  # once, at the stop
+
+
+def test_a_step_too_small_for_the_world_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    with pytest.raises(SettingsError, match="cannot feed 4 processes"):
+        check_settings(TrainSettings(dataset=tmp_path / "d.jsonl", out=tmp_path, groups_per_step=3))
+    with pytest.raises(SettingsError, match="divisible by the 4 processes"):
+        check_settings(TrainSettings(dataset=tmp_path / "d.jsonl", out=tmp_path, groups_per_step=6, fsdp=True))
+    check_settings(TrainSettings(dataset=tmp_path / "d.jsonl", out=tmp_path, groups_per_step=2, grad_accum=2))
+
+
+def test_shard_and_unshard_are_inverse_for_any_world() -> None:
+    items = list(range(11))
+    for size in range(1, 6):
+        parts = [dist.shard(items, dist.World(rank, size)) for rank in range(size)]
+        assert sorted(len(p) for p in parts)[-1] - sorted(len(p) for p in parts)[0] <= 1
+        assert dist.unshard(parts) == items
+
+
+def test_optimizer_state_converts_between_index_and_name_keys() -> None:
+    module = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(2, 1))
+    module[0].bias.requires_grad_(False)
+    opt = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad])
+    sum(p.sum() for p in module.parameters()).backward()
+    opt.step()
+    state = opt.state_dict()
+    named = dist.optimizer_state_by("name", module, state)
+    assert sorted(named["state"]) == ["0.weight", "1.bias", "1.weight"]
+    back = dist.optimizer_state_by("index", module, named)
+    assert back["param_groups"][0]["params"] == state["param_groups"][0]["params"]
+    assert all(torch.equal(back["state"][i]["exp_avg"], state["state"][i]["exp_avg"]) for i in state["state"])
