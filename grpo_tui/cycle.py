@@ -387,10 +387,10 @@ def _has_groups(path: Path) -> bool:
 
 def _trained(result: dict[str, Any], cfg: AutoConfig) -> dict[str, Any]:
     """A trainer summary as the cycle record's `trained[level]` entry; `world_size` is the processes the
-    level trained on (the `train:` section's nproc: the child re-runs itself under torchrun with that many)."""
-    return {"world_size": cfg.train.nproc,"from_step": result.get("start_step"), "to_step": result.get("step"), "loss": result.get("loss"),
-            "checkpoint": result.get("checkpoint"), "val_acc": result.get("val_pairwise_acc"),
-            "expected_reward": result.get("policy_expected_reward")}
+    level trained on (the summary's, else the `train:` section's nproc)."""
+    return {"world_size": result.get("world_size") or cfg.train.nproc, "from_step": result.get("start_step"), "to_step": result.get("step"),
+            "loss": result.get("loss"), "checkpoint": result.get("checkpoint"), "val_acc": result.get("val_pairwise_acc"),
+            "expected_reward": result.get("policy_expected_reward")}  # fmt: skip
 
 
 def _json_line(line: str) -> dict[str, Any] | None:

@@ -511,7 +511,7 @@ class Trainer:
             "val_pairwise_acc": self.last_val, "policy_expected_reward": self.last_expected,
             "checkpoint": str(path) if path else None,
             "reward_first": _mean(self.reward_history[:10]), "reward_last": _mean(self.reward_history[-10:]),
-            "mode": "online" if self.online is not None else "offline",
+            "mode": "online" if self.online is not None else "offline", "world_size": self.world.size,
             "metrics": str(self.metrics.path), "manifest": str(self.out / "manifest.json"),
             "dataset_fingerprint": self.data.fingerprint, "model": self.policy.describe(), "elapsed_s": elapsed,
         }  # fmt: skip

@@ -186,3 +186,21 @@ def test_optimizer_state_converts_between_index_and_name_keys() -> None:
     back = dist.optimizer_state_by("index", module, named)
     assert back["param_groups"][0]["params"] == state["param_groups"][0]["params"]
     assert all(torch.equal(back["state"][i]["exp_avg"], state["state"][i]["exp_avg"]) for i in state["state"])
+
+
+@pytest.mark.parametrize("sharding", [(), ("--fsdp",)], ids=["ddp", "fsdp"])
+def test_online_ranks_sample_their_own_prompts_and_rank_0_logs_every_sample(home: Path, tmp_path: Path, sharding: tuple[str, ...]) -> None:
+    """Generation under FSDP2 steps until every rank is done (synced_gpus); the frozen reference is sharded too."""
+    from test_online import online
+
+    run = tmp_path / "run"
+    args = online(tmp_path, "--beta", "0.04", "--log-samples", "1", "--num-iterations", "2", steps=2)[1:]  # without "train"
+    summary = train(home, *[a for a in args if a != "--json"], "--nproc", "2", "--out", str(run), *sharding)
+    assert summary["mode"] == "online" and summary["world_size"] == 2
+    records = [orjson.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2] and all(r["world_size"] == 2 for r in records)
+    assert all(r["kl"] is not None and r["kl"] >= 0 and r["completion_len_mean"] > 0 for r in records)
+    samples = [orjson.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
+    for step in (1, 2):  # 4 prompts x 8 completions a step, from both ranks
+        mine = [s for s in samples if s["step"] == step]
+        assert len(mine) == 32 and len({s["prompt"] for s in mine}) == 4
