@@ -22,6 +22,7 @@ import torch
 from policy import distributed as dist
 from policy.backends import StepGroup
 from policy.prompts import PromptSet
+from policy.errors import RewardError
 from policy.rewards import RewardFn, score
 from policy.rollout import GenerationSettings, sample_rollouts
 from policy.sampler import Sampler
@@ -68,7 +69,16 @@ class OnlineSource:
             flat["sampled"] += [True] * len(ro.completions) + [False] * len(logged)
         keys = sorted({key for r in rows for key in r.columns})
         columns = {key: [rows[k].columns.get(key) for k in flat["row"]] for key in keys}
-        scored = score(self.fns, flat["prompts"], flat["texts"], completion_ids=flat["ids"], columns=columns, weights=s.reward_weights)
+        error: RewardError | None = None
+        try:
+            scored = score(self.fns, flat["prompts"], flat["texts"], completion_ids=flat["ids"], columns=columns, weights=s.reward_weights)
+        except RewardError as exc:
+            if not world.multi:
+                raise
+            error = exc
+        errors = [e for e in dist.gather(None if error is None else str(error), world) if e is not None]
+        if errors:  # a reward function failed on some rank: every rank stops here, the same way
+            raise RewardError(errors[0])
         groups, start = [], 0
         for k, (i, row, ro) in enumerate(zip(idxs, rows, rollouts)):
             n = len(ro.completions) + min(len(row.logged), s.mix_logged)

@@ -407,27 +407,11 @@ class Trainer:
         if self.hooks.on_start is not None and main:
             self.hooks.on_start({"start_step": self.start_step, "target_step": self.target_step, "groups": len(self.data), "model": self.policy.describe()})
 
-    def _online_step(self) -> tuple[list[StepGroup], dict[str, Any]]:
-        """This rank's sampled groups and the step's rollout metrics; a reward function failing on any rank
-        raises RewardError on every rank (rank 0 then checkpoints, see `run`)."""
-        assert self.online is not None
-        error: RewardError | None = None
-        try:
-            batch, extra = self.engine.run(lambda: self.online.next_step(self.world))
-        except RewardError as exc:
-            if not self.world.multi:
-                raise
-            error, batch, extra = exc, [], {}
-        errors = [e for e in dist.gather(None if error is None else str(error), self.world) if e is not None]
-        if errors:
-            raise RewardError(errors[0])
-        return batch, extra
-
     def run_step(self) -> tuple[dict[str, Any] | None, bool]:
         """One step (after `setup`), logged and guarded: (the record written or None, whether a stop was asked)."""
         s, t0 = self.s, time.perf_counter()
         if self.online is not None:
-            batch, extra = self._online_step()
+            batch, extra = self.engine.run(lambda: self.online.next_step(self.world))  # RewardError on every rank when one fails
             dropped = 0
         else:
             idxs, dropped = self.sampler.next_batch(s.groups_per_step * s.grad_accum)  # the whole step's, on every rank

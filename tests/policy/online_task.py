@@ -19,3 +19,10 @@ def length(prompts, completions, **_):
 def explode(prompts, completions, **_):
     return [1.0 / (len(c) > 10**9) for c in completions]  # ZeroDivisionError on every sample
 
+
+
+def explode_on_o(prompts, completions, **_):
+    """Fails only for the 'o' prompt, so only the rank sampling it fails (tests/policy/test_distributed.py)."""
+    if any(p.startswith("o") for p in prompts):
+        raise ValueError("no reward for o")
+    return [0.5] * len(completions)

@@ -204,3 +204,15 @@ def test_online_ranks_sample_their_own_prompts_and_rank_0_logs_every_sample(home
     for step in (1, 2):  # 4 prompts x 8 completions a step, from both ranks
         mine = [s for s in samples if s["step"] == step]
         assert len(mine) == 32 and len({s["prompt"] for s in mine}) == 4
+
+
+def test_a_reward_function_failing_on_one_rank_stops_every_rank_with_one_checkpoint(home: Path, tmp_path: Path) -> None:
+    from test_online import online
+
+    run = tmp_path / "run"
+    args = [a for a in online(tmp_path, fn="explode_on_o", steps=2)[1:] if a != "--json"]
+    proc = launch(home, *args, "--nproc", "2", "--out", str(run))
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 1
+    assert "explode_on_o" in err and "no reward for o" in err, err[-3000:]
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["step_000000"]
