@@ -8,7 +8,7 @@ group-relative advantages
 through the backend's kernels loss (normalised over the whole step, so the group losses sum to the
 step loss; bnpo, as TRL, per micro-batch of `groups_per_step` groups, see `_normalizers`), clip the gradient norm, AdamW step. A step whose loss or gradient norm is not finite is
 skipped (no update), counted in `nan_skips`, and its group ids logged; `max_nan_skips` such steps in a
-row raise TrainingDiverged. Every `log_every` steps a record goes to `<out>/metrics.jsonl` (and to the
+row raise TrainingDiverged (after a checkpoint of the last good weights). Every `log_every` steps a record goes to `<out>/metrics.jsonl` (and to the
 `report_to` tracker, policy.tracking), every
 `save_every` steps and at the end a checkpoint to `<out>/checkpoints/`; `<out>/manifest.json`
 describes the run.
@@ -25,8 +25,9 @@ RewardError naming the function and the sample; every `log_samples` steps the st
 The whole run holds an exclusive lock on `<out>/.lock` (policy.runlock): a second trainer on the same
 out dir fails with RunLocked naming the holder's pid.
 
-Test hook: with env GRPO_TEST_KILL_AFTER_SAVE=N the process SIGKILLs itself right after writing the
-step-N checkpoint (the exact-resume test uses it to die at a known point).
+Test hooks: with env GRPO_TEST_KILL_AFTER_SAVE=N the process SIGKILLs itself right after writing the
+step-N checkpoint (the exact-resume test uses it to die at a known point); GRPO_TEST_NAN_ON_RANK=R:S
+makes rank R's losses NaN from step S on.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ from policy.tracking import open_tracker
 
 log = logging.getLogger("policy")
 KILL_ENV = "GRPO_TEST_KILL_AFTER_SAVE"
+NAN_ENV = "GRPO_TEST_NAN_ON_RANK"  # "R:S": rank R's losses are NaN from step S on (the divergence tests)
 
 
 def check_settings(s: TrainSettings) -> None:
@@ -107,6 +109,8 @@ class Trainer:
         self.s, self.hooks = settings, hooks or Hooks()
         self.world = dist.World.from_env()  # rank 0 writes metrics, manifest and checkpoints
         self.device = dist.rank_device(settings.device, self.world)
+        rank, _, step = os.environ.get(NAN_ENV, "").partition(":")
+        self._nan_from = int(step) if step and int(rank) == self.world.rank else None
         self.out = Path(settings.out)
         self.ckpt_root = self.out / "checkpoints"
         self.metrics = MetricsWriter(self.out / "metrics.jsonl")
@@ -286,6 +290,8 @@ class Trainer:
                 loss, st = self.engine.loss(sub, None if old[i] is None else old[i][rows], ref, advs[i][rows], beta=coef, normalizer=norms[i], opts=self.opts)
                 if self.hooks.loss_hook is not None:
                     loss = self.hooks.loss_hook(self.step + 1, b.index, loss)
+                if self._nan_from is not None and self.step + 1 >= self._nan_from:
+                    loss = loss * float("nan")
                 if j >= len(passes):  # a padding pass: this rank ran out of passes before the others
                     loss = loss * 0.0
                 elif not torch.isfinite(loss):
@@ -472,8 +478,8 @@ class Trainer:
             while self.step < self.target_step:
                 try:
                     written, stop = self.run_step()
-                except RewardError:
-                    self._save(rec)  # the last completed step, so the run can be resumed once the function is fixed
+                except (RewardError, TrainingDiverged):  # every rank raises it at the same step
+                    self._save(rec)  # the last good weights (a skipped step changes none), to resume once fixed
                     dist.barrier(self.world)  # no rank exits (and gets the others ended) while rank 0 writes
                     raise
                 rec = written or rec

@@ -216,3 +216,20 @@ def test_a_reward_function_failing_on_one_rank_stops_every_rank_with_one_checkpo
     assert proc.returncode == 1
     assert "explode_on_o" in err and "no reward for o" in err, err[-3000:]
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["step_000000"]
+
+
+def test_a_nan_on_one_rank_skips_the_step_on_every_rank_and_the_stop_checkpoints_once(home: Path, tmp_path: Path, data: Path) -> None:
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GRPO_TEST_NAN_ON_RANK": "1:3"}  # rank 1's losses are NaN from step 3
+    proc = subprocess.Popen([sys.executable, "-m", "grpo_tui.cli", "--home", str(home), "train", "--dataset", str(data), "--model", "bow",
+                             "--groups-per-step", "4", "--steps", "10", "--max-nan-skips", "2", "--save-every", "1000", "--nproc", "2",
+                             "--deterministic", "--out", str(run)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 1
+    assert "2 non-finite steps in a row (last at step 4" in err, err[-3000:]
+    records = [orjson.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["nan_skips"] for r in records] == [0, 0, 1, 2] and [r["loss"] for r in records][2:] == [None, None]
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["step_000004"]
+    good = tmp_path / "good"  # the last good weights: those of step 2 (the skipped steps changed nothing)
+    train(home, "--dataset", str(data), "--model", "bow", "--groups-per-step", "4", "--steps", "2", "--deterministic", "--out", str(good))
+    assert_same_weights(weights(good, 2), weights(run, 4))
