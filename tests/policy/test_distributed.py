@@ -44,7 +44,7 @@ def train(home: Path, *args: str) -> dict:
 
 def weights(run: Path, step: int) -> dict[str, torch.Tensor]:
     ckpt = run / "checkpoints" / f"step_{step:06d}"
-    return {k: v for f in sorted(ckpt.glob("*.safetensors")) for k, v in load_file(str(f)).items()}
+    return {k: v for f in sorted(ckpt.rglob("*.safetensors")) for k, v in load_file(str(f)).items()}  # weights or adapter
 
 
 def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], rtol: float = 1e-5) -> None:
@@ -72,7 +72,9 @@ COMMON = ("--deterministic", "--seed", "3", "--save-every", "5")
     "model,extra",
     [("bow", ("--groups-per-step", "4")),
      # 3 groups on 2 ranks in micro-batches of 2 candidates: rank 1 pads its passes to rank 0's count
-     ("tiny", ("--groups-per-step", "3", "--micro-batch-size", "2", "--max-completion-tokens", "8"))],
+     ("tiny", ("--groups-per-step", "3", "--micro-batch-size", "2", "--max-completion-tokens", "8")),
+     ("tiny", ("--groups-per-step", "2", "--lora-r", "4", "--max-completion-tokens", "8"))],  # DDP over the adapters
+    ids=["bow", "tiny", "tiny-lora"],
 )  # fmt: skip
 def test_two_processes_train_the_same_weights_as_one(home: Path, tmp_path: Path, data: Path, model: str, extra: tuple[str, ...]) -> None:
     runs = {}
@@ -88,6 +90,19 @@ def test_two_processes_train_the_same_weights_as_one(home: Path, tmp_path: Path,
     assert [r["step"] for r in records] == list(range(1, 11))  # rank 0 alone writes
     assert {r["world_size"] for r in records} == {2}
     assert orjson.loads((runs[2] / "manifest.json").read_bytes())["world_size"] == 2
+
+
+def test_grpo_train_runs_under_a_users_own_torchrun(home: Path, tmp_path: Path, data: Path) -> None:
+    """What a multi-node launch does (README), on one node: torchrun starts `grpo train` on every rank."""
+    args = ("--dataset", str(data), "--model", "bow", "--groups-per-step", "4", "--steps", "5", *COMMON)
+    train(home, *args, "--out", str(tmp_path / "one"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GRPO_HOME": str(home)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2", "--rdzv-backend", "c10d",
+           "--rdzv-endpoint", "localhost:0", "-m", "grpo_tui.cli", "--home", str(home), "train", *args, "--out", str(tmp_path / "two"), "--json"]  # fmt: skip
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert orjson.loads(done.stdout.strip().splitlines()[-1])["world_size"] == 2  # rank 0 alone prints
+    assert_same_weights(weights(tmp_path / "one", 5), weights(tmp_path / "two", 5))
 
 
 def test_a_two_rank_checkpoint_resumes_on_one_rank_as_the_two_rank_run_goes_on(home: Path, tmp_path: Path, data: Path) -> None:
