@@ -233,6 +233,17 @@ class EmbeddedServer:
             self._drop_private_dir(info)
             return self._start(timeout)
 
+    def probe(self) -> tuple[str, str | None, int | None]:
+        """(state, socket, pid) of this store's server without starting or creating anything: state is
+        "running" (answers PING), "loading" (answers, still loading its data) or "not running"."""
+        info = self.info()
+        if not info or not _private_socket(info["socket"], self.dir):
+            return "not running", None, None
+        state = _ping(info["socket"])
+        if state == "down":
+            return "not running", None, None
+        return ("running" if state == "ok" else "loading"), info["socket"], info["pid"]
+
     def _start(self, timeout: float) -> str:
         sock, private = self._new_socket()
         sock.unlink(missing_ok=True)

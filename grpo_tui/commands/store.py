@@ -1,7 +1,8 @@
 """`grpo store status|stop`, and the `--redis-url` option every store-using command shares.
 
 Without a URL the commands use the embedded Redis under `<home>/store/`, started on first use and
-left running for the next command; `grpo store stop` saves and stops it.
+left running for the next command; `grpo store stop` saves and stops it. `grpo store status` only
+looks: it never starts the embedded server ("not running" is a status).
 """
 
 from __future__ import annotations
@@ -43,12 +44,26 @@ def store_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @pass_ctx
 def status(ctx: Ctx, redis_url: str | None, as_json: bool) -> None:
-    """Where the store is, and the length of its streams (starts the embedded server if needed)."""
-    store = connect(ctx, redis_url)
+    """Where the store is, whether it runs, and the length of its streams. Starts nothing: an embedded
+    server that is not running is reported as "not running" (the next mining or seeding command starts it)."""
+    if redis_url:
+        store = connect(ctx, redis_url)
+        state = "running"
+    else:
+        server = EmbeddedServer(ctx.home / "store")
+        state, _sock, pid = server.probe()
+        if state != "running":
+            info = {"store": f"embedded under {server.dir}", "state": state, "pid": pid, "streams": None}
+            click.echo(orjson.dumps(info).decode() if as_json else
+                       f"store embedded under {server.dir}: {state}"
+                       + (" (the next `grpo mine` or `grpo demo seed` starts it)" if state == "not running" else ""))
+            return
+        store = connect(ctx, None)  # it answers: this only connects
     with store.errors():
         lengths = {name: store.client.xlen(name) for name in ("rl_actions", "retrieval_events")}
-    info = {"store": store.where, "streams": lengths}
-    click.echo(orjson.dumps(info).decode() if as_json else f"store {store.where}\n" + "\n".join(f"  {k}: {v} entries" for k, v in lengths.items()))
+    info = {"store": store.where, "state": state, "streams": lengths}
+    click.echo(orjson.dumps(info).decode() if as_json else f"store {store.where}: {state}\n"
+               + "\n".join(f"  {k}: {v} entries" for k, v in lengths.items()))
 
 
 @store_group.command("stop")
