@@ -7,8 +7,10 @@ instead (auto mode then ends with the console); `--readonly` never starts, stops
 `Source`), polling in a worker thread every `--refresh` seconds; the UI thread never blocks on it.
 A failed refresh or request becomes a notification, never a crash.
 
-Keys: a start auto (form) · s stop · g guard thresholds · m mine now · t train once · p pause
-updates · + / - refresh rate · ? / F1 help · ctrl+p command palette · q quit (training continues).
+Keys: a start auto (form; with no scheduler it starts the daemon first; refused while auto mode
+runs) · s stop · g guard thresholds · m mine now · t train once · p pause updates · + / - refresh
+rate · pagedown/pageup/home/end, j/k scroll the panels · ? / F1 help · ctrl+p command palette
+(screenshots go to <home>/screenshots/) · q quit (the message says what keeps running).
 """
 
 from __future__ import annotations
@@ -61,11 +63,24 @@ class GrpoConsole(App[str]):
         Binding("q", "quit_console", "Quit", tooltip="quit the console; auto mode keeps running in the daemon"),
         Binding("plus", "faster", "Faster", key_display="+", show=False, tooltip="refresh more often"),
         Binding("minus", "slower", "Slower", key_display="-", show=False, tooltip="refresh less often"),
+        # scrolling the panels (at 80x24 they stack): one help row, see `help_rows`
+        Binding("pagedown", "scroll_main('page_down')", "Page down", show=False),
+        Binding("pageup", "scroll_main('page_up')", "Page up", show=False),
+        Binding("home", "scroll_main('home')", "Top", show=False),
+        Binding("end", "scroll_main('end')", "Bottom", show=False),
+        Binding("j", "scroll_main('down')", "Line down", show=False),
+        Binding("k", "scroll_main('up')", "Line up", show=False),
     ]
 
     def __init__(self, source: Source, *, readonly: bool = False, refresh: float = 2.0, mode: str = "daemon",
-                 kl_max: float = 1.0, stall_minutes: float = 10.0, auto_defaults: dict[str, Any] | None = None) -> None:
+                 kl_max: float = 1.0, stall_minutes: float = 10.0, auto_defaults: dict[str, Any] | None = None,
+                 start_scheduler: Callable[[], int] | None = None) -> None:
         super().__init__()
+        # starts the home's scheduler daemon (returns its pid) when `a` finds none; None: `a` needs a scheduler
+        self.start_scheduler = None if readonly else start_scheduler
+        self._spawning = False
+        self._form_pending = False
+        self._scrollable = False  # the panels overflow the screen: the title line hints how to scroll
         self.source = source
         self.readonly = readonly
         self.refresh_s = refresh
@@ -115,6 +130,8 @@ class GrpoConsole(App[str]):
         bits.append(f"refresh {self.refresh_s:g}s")
         if self.paused:
             bits.append("⏸ PAUSED (p resumes)")
+        if self._scrollable:
+            bits.append("PgUp/PgDn j/k scroll")
         self.status_line = " · ".join(bits)  # not App.sub_title: that reactive repaints the whole screen
         title = Text.assemble((f" {self.title} ", "bold reverse"), " ", self.status_line)
         self.query_one("#title", Static).update(title, layout=False)  # one fixed line: no layout pass
@@ -149,6 +166,9 @@ class GrpoConsole(App[str]):
             return  # a poll that finished while the console closes
         self.snapshot = snap
         self.polls += 1
+        if self._form_pending and snap.status is not None:
+            self._form_pending = False
+            self.call_later(self.action_start_auto)
         job = snap.job
         if job is None:
             self._job_seen = None
@@ -171,6 +191,10 @@ class GrpoConsole(App[str]):
                 panel.show(snap, view)  # type: ignore[attr-defined]
             except Exception as exc:  # a panel that cannot render this data says so; the console goes on
                 self.notify(f"{panel.id} panel: {type(exc).__name__}: {exc}", title="render", severity="error")
+        main = self.screen_stack[0].query_one("#main", VerticalScroll)
+        if (main.max_scroll_y > 0) != self._scrollable:  # say how to scroll only when there is more below
+            self._scrollable = main.max_scroll_y > 0
+            self._set_subtitle()
         enabled = (self.start_blocked(), self.edit_blocked())
         if enabled != self._enabled:  # re-draws the footer: only when an action's state changed
             self._enabled = enabled
@@ -186,7 +210,7 @@ class GrpoConsole(App[str]):
         if snap is None:
             return "waiting for the first status"
         if snap.status is None:
-            return "no scheduler running"
+            return "no scheduler running" + (" (a starts one)" if self.start_scheduler else "")
         if snap.guard is not None and not snap.guard.get("ok", True):
             return f"guard FAIL: {snap.guard.get('reason', '?')}"
         return None
@@ -198,7 +222,13 @@ class GrpoConsole(App[str]):
             return "no scheduler running"
         return None
 
+    def can_spawn(self) -> bool:
+        """`a` may start the home's scheduler daemon: none answers and this console may start one."""
+        return self.start_scheduler is not None and self.snapshot is not None and self.snapshot.status is None
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "start_auto" and self.can_spawn():
+            return True
         if action in START_ACTIONS:
             return None if self.start_blocked() else True
         if action in EDIT_ACTIONS:
@@ -222,8 +252,46 @@ class GrpoConsole(App[str]):
         self.run_worker(call, name=f"request:{cmd}", group="request", thread=True, exit_on_error=False)
 
     def action_start_auto(self) -> None:
+        """The start form; refused up front while auto mode runs; with no scheduler (and one may be started
+        here) the daemon is started first and the form opens once it answers."""
+        if self.can_spawn():
+            self._spawn_then_start()
+            return
+        state = self.snapshot.state if self.snapshot else None
+        if state in ("waiting", "running"):
+            self.notify("auto mode is running; s stops it (then a starts it with a new config)", title="start",
+                        severity="warning")
+            return
+        if state == "stopping":
+            self.notify("auto mode is stopping; try a again in a few seconds", title="start", severity="warning")
+            return
         initial = ((self.snapshot.status or {}).get("config") if self.snapshot else None) or self.auto_defaults
         self.push_screen(StartAutoScreen(initial), self._start_with)
+
+    def _spawn_then_start(self) -> None:
+        """Start the scheduler daemon in a worker thread, then poll and open the start form."""
+        if self._spawning or self.start_scheduler is None:
+            return
+        self._spawning = True
+        start = self.start_scheduler
+        self.notify("no scheduler is running: starting the scheduler daemon…", title="start")
+
+        def spawn() -> None:
+            try:
+                pid = start()
+            finally:
+                self.call_from_thread(setattr, self, "_spawning", False)
+            self.call_from_thread(self._spawned, pid)
+
+        self.run_worker(spawn, name="request:start scheduler", group="request", thread=True, exit_on_error=False)
+
+    def _spawned(self, pid: int) -> None:
+        self.notify(f"scheduler daemon started (pid {pid}); it keeps running after this console quits",
+                    title="start")
+        self.mode_label = f"daemon pid {pid} (started)"
+        self._set_subtitle()
+        self._form_pending = True  # the form opens with the first status the daemon answers (see `apply`)
+        self.refresh_now()
 
     def _start_with(self, config: dict[str, Any] | None) -> None:
         if config is None:
@@ -273,14 +341,28 @@ class GrpoConsole(App[str]):
     def action_slower(self) -> None:
         self._set_rate(min([r for r in RATES if r > self.refresh_s] or [RATES[-1]]))
 
+    def action_scroll_main(self, how: str) -> None:
+        """pagedown/pageup/home/end (and j/k a line) scroll the panels, whatever has focus."""
+        main = self.screen_stack[0].query_one("#main", VerticalScroll)
+        {"page_down": main.scroll_page_down, "page_up": main.scroll_page_up, "home": main.scroll_home,
+         "end": main.scroll_end, "down": main.scroll_down, "up": main.scroll_up}[how](animate=False)
+
     def help_rows(self) -> list[tuple[str, str, str]]:
         rows = []
         for binding in self.BINDINGS:
             assert isinstance(binding, Binding)
+            if binding.action.startswith("scroll_main"):
+                if binding.key == "pagedown":
+                    rows.append(("pagedown / pageup / home / end / j / k",
+                                 "scroll the panels: a page, to the top or bottom, a line (at 80x24 they stack; "
+                                 "the title line says when there is more below)", "enabled"))
+                continue
             keys = " / ".join("?" if k == "question_mark" else {"plus": "+", "minus": "-"}.get(k, k)
                               for k in binding.key.split(","))
             state = "enabled"
-            if binding.action in START_ACTIONS and self.start_blocked():
+            if binding.action == "start_auto" and self.can_spawn():
+                state = "enabled: starts the scheduler daemon first"
+            elif binding.action in START_ACTIONS and self.start_blocked():
                 state = f"disabled: {self.start_blocked()}"
             elif binding.action in EDIT_ACTIONS and self.edit_blocked():
                 state = f"disabled: {self.edit_blocked()}"
@@ -292,28 +374,64 @@ class GrpoConsole(App[str]):
         intro = (f"Home {self.source.home} ({self.mode_label}). Auto mode runs in the scheduler, not in this "
                  "console: quitting leaves it running" + (" — except in --in-process mode, where quitting stops it."
                                                            if self.mode_label == "in-process" else "."))
+        intro += (" The panels scroll with pagedown / pageup / home / end and j / k (the title line says when "
+                  "there is more below); this help scrolls with the arrows and page keys.")
         self.push_screen(HelpScreen(self.help_rows(), intro))
 
     def get_system_commands(self, screen: Screen) -> Any:
-        yield from super().get_system_commands(screen)
+        for command in super().get_system_commands(screen):
+            if command.title != "Quit":  # ours (below) quits with the honest message: one Quit in the palette
+                yield command
         for binding in self.BINDINGS:
             assert isinstance(binding, Binding)
-            if binding.action == "help" or self.check_action(binding.action, ()) is not True:
+            if (binding.action == "help" or binding.action.startswith("scroll_")
+                    or self.check_action(binding.action, ()) is not True):
                 continue
             yield SystemCommand(binding.description, binding.tooltip or binding.description,
                                 partial(self.run_action, binding.action))
+
+    def deliver_screenshot(self, filename: str | None = None, path: str | None = None,
+                           time_format: str | None = None) -> str | None:
+        """ctrl+p → screenshot: saved under `<home>/screenshots/` (made 0700, like the home), not ~/Downloads;
+        Textual then notifies the file's path (in a browser, `textual serve` downloads it instead)."""
+        if path is None:
+            folder = Path(self.source.home) / "screenshots"
+            try:
+                folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+                folder.chmod(0o700)
+            except OSError as exc:
+                self.notify(f"cannot create {folder}: {exc}", title="Screenshot", severity="error")
+                return None
+            path = str(folder)
+        return super().deliver_screenshot(filename, path, time_format)
 
     def action_quit_console(self) -> None:
         self.exit(self.quit_message())
 
     def quit_message(self) -> str:
+        """What quitting leaves behind, true for each mode: in-process, daemon (auto on or off), no scheduler
+        (read-only or not), or never reached."""
+        home = self.source.home
         if self.mode_label == "in-process":
             return "grpo-tui closed; its in-process scheduler stopped with it (auto mode is off)."
-        state = self.snapshot.state if self.snapshot else "unknown"
-        pid = (self.snapshot.status or {}).get("pid") if self.snapshot else None
+        snap = self.snapshot
+        if snap is None:
+            return f"grpo-tui closed before the first status of {home}; nothing was started or stopped."
+        if snap.status is None:
+            started = "this read-only console started nothing" if self.readonly else "nothing was started"
+            return (f"grpo-tui closed; no scheduler was running for {home}, so nothing is training ({started}). "
+                    f"Start one with `grpo-tui --home {home}` then `a`, or `grpo auto start`.")
+        pid = snap.status.get("pid")
         where = f"the scheduler daemon (pid {pid})" if pid else "the scheduler daemon"
-        return (f"grpo-tui closed; training continues in {where}, auto mode {state}. "
-                f"Reattach with `grpo-tui --home {self.source.home}`; stop with `grpo auto stop`.")
+        job = f"; its {snap.job} job goes on" if snap.job and snap.job != "cycle" else ""
+        if snap.state in ("waiting", "running"):
+            what = f"training continues in {where}, auto mode {snap.state}{job}"
+        elif snap.state == "stopping":
+            what = f"auto mode is stopping in {where}{job}"
+        else:
+            what = f"auto mode is off; {where} stays up{job}"
+        return (f"grpo-tui closed; {what}. Reattach with `grpo-tui --home {home}`"
+                + ("; stop with `grpo auto stop`." if snap.state in ("waiting", "running") else "."))
 
 
 def open_console(home: Path, in_process: bool, readonly: bool) -> tuple[Source, str, Callable[[], None] | None]:
@@ -359,8 +477,13 @@ def tui_command(home: Path, in_process: bool, readonly: bool, refresh: float, kl
     if not readonly or home.exists():  # read-only creates nothing, but never trusts a home others can write
         secure_home(home)
     source, mode, on_close = open_console(home, in_process, readonly)
+    spawn = None
+    if not readonly and not in_process:  # a console left open after a shutdown can start the daemon again (`a`)
+        from grpo_tui.daemon import spawn_daemon
+
+        spawn = partial(spawn_daemon, home)
     app = GrpoConsole(source, readonly=readonly, refresh=refresh, mode=mode, kl_max=kl_alert,
-                      stall_minutes=stall_minutes, auto_defaults=defaults)
+                      stall_minutes=stall_minutes, auto_defaults=defaults, start_scheduler=spawn)
     try:
         message = app.run()
     finally:

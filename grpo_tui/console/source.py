@@ -2,8 +2,9 @@
 
 `LiveSource(home)` asks the home's scheduler for `status` through `ControlClient` (the interface a
 remote console uses) and reads the home's training files through `grpo_tui.observe`. When no
-scheduler answers, the snapshot says why (`status_error`) and the system stats and guard are taken
-on this machine instead (`stats_origin == "local"`), so the panels still show the box.
+scheduler answers, the snapshot says why (`status_error`), the system stats and guard are taken
+on this machine instead (`stats_origin == "local"`) and the cycle history is read from
+`<home>/auto/cycles.jsonl` (`history`), so the panels still show the box and what ran.
 `FixedSource(snapshot, now)` replays one snapshot with a fixed clock: SVG snapshots and docs.
 Both are used from a worker thread; neither imports textual.
 """
@@ -19,8 +20,11 @@ from typing import Any, Protocol
 
 from grpo_tui import guard, observe
 from grpo_tui.control import ControlClient, DaemonNotRunning
+from grpo_tui.cycles import cycles_path
 from grpo_tui.errors import GrpoError
 from grpo_tui.stats import StatsSampler
+
+HISTORY = 20  # cycle records shown, as many as the scheduler's `status` carries
 
 
 @dataclass(frozen=True)
@@ -38,10 +42,18 @@ class Snapshot:
     checkpoints: list[dict[str, Any]] = field(default_factory=list)
     log: dict[str, Any] = field(default_factory=lambda: {"name": None, "path": None, "lines": []})
     series: dict[str, list[float | None]] = field(default_factory=dict)  # "cpu", "ram", "gpu0.util", "gpu0.mem"
+    history: list[dict[str, Any]] = field(default_factory=list)  # cycles.jsonl read from disk when no scheduler answers
 
     @property
     def state(self) -> str:
         return (self.status or {}).get("state", "no scheduler")
+
+    @property
+    def cycles(self) -> list[dict[str, Any]]:
+        """The recent cycle records, oldest first: the scheduler's, else those read from `<home>/auto/cycles.jsonl`."""
+        if self.status is not None:
+            return self.status.get("cycles") or []
+        return self.history
 
     @property
     def job(self) -> str | None:
@@ -115,9 +127,10 @@ class LiveSource:
                 report = guard.check(self.home, guard.load_thresholds(self.home), stats).to_dict()
             except GrpoError as exc:
                 report = {"ok": False, "reason": str(exc), "checks": []}
+        history = [] if status is not None else observe.read_records(cycles_path(self.home), limit=HISTORY)
         return Snapshot(time=self.clock(), status=status, status_error=error, stats=stats, stats_origin=origin,
                         guard=report, metrics=files["metrics"], heartbeats=files["heartbeats"],
-                        checkpoints=files["checkpoints"], log=files["log"], series=self._series.add(stats))
+                        checkpoints=files["checkpoints"], log=files["log"], series=self._series.add(stats), history=history)
 
 
 class FixedSource:
