@@ -79,6 +79,7 @@ class SubprocessCycleRunner:
     def __init__(self, home: Path, stop_timeout: float = 30.0, python: str = sys.executable) -> None:
         self.home, self.stop_timeout, self.python = Path(home), stop_timeout, python
         self.current: subprocess.Popen[bytes] | None = None
+        self.phase: str | None = None  # what the running child does ("mine", "train global"), for `status`
 
     def _grpo(self, *args: str) -> list[str]:
         return [self.python, "-m", "grpo_tui.cli", "--home", str(self.home), *args]
@@ -95,11 +96,11 @@ class SubprocessCycleRunner:
         with err:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
                                     env=child_env())  # it dies with this host (grpo_tui.lifeline)
-            self.current = proc
+            self.current, self.phase = proc, log_name.split("_", 2)[-1].replace("_", " ")  # cycle_00003_train_global
             try:
                 out = self._wait(proc, stop)
             finally:
-                self.current = None
+                self.current = self.phase = None
         lines = out.decode(errors="replace").strip().splitlines()
         if stop.is_set() and proc.returncode != 0:  # a stopped trainer still prints its summary (exit 130)
             raise ChildStopped(f"stopped during {log_name}", _json_line(lines[-1]) if lines else None)

@@ -10,6 +10,10 @@ the last `max_bytes` of a file) and never raises for a missing, empty or half-wr
     log_tail(home, lines)     -> {"name", "path", "lines": [...]} of the newest child log under
                                  <home>/auto/logs/ (else <home>/auto/daemon.log), or name None
     heartbeats(home)          -> {level: seconds since epoch of the last metrics write}
+    runs(home)                -> {level: {"start_step", "target_step", "started"}} from each auto level's
+                                 manifest.json (written by the trainer right before its first step)
+    job_progress(status, metrics, runs, now) -> the running job (which, elapsed, step x of y, time left) or None;
+                                 job_line(progress) says it on one line (`grpo auto status`, the console)
     collect(home, ...)        -> all of the above as one JSON-ready dict (what a remote console
                                  would ask the scheduler host for)
 """
@@ -19,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -176,4 +181,75 @@ def collect(home: Path, metrics_limit: int = 120, log_lines: int = 50, checkpoin
         "heartbeats": heartbeats(home),
         "checkpoints": checkpoints(home, checkpoint_limit),
         "log": log_tail(home, log_lines),
+        "runs": runs(home),
     }
+
+
+def runs(home: Path) -> dict[str, dict[str, Any]]:
+    """Each auto level's current (or last) trainer run from its manifest.json: the step it started from,
+    the step it trains to (start + the config's `steps`) and when its first step began."""
+    out: dict[str, dict[str, Any]] = {}
+    auto = Path(home) / AUTO
+    for folder in sorted(auto.glob("ckpts_*")) if auto.is_dir() else []:
+        manifest = _meta(folder / "manifest.json")
+        start, steps = manifest.get("start_step"), (manifest.get("config") or {}).get("steps")
+        if isinstance(start, int) and isinstance(steps, int):
+            out[folder.name[len("ckpts_"):]] = {"start_step": start, "target_step": start + steps,
+                                                "started": manifest.get("created")}
+    return out
+
+
+def job_progress(status: dict[str, Any] | None, metrics: dict[str, list[dict[str, Any]]],
+                 runs: dict[str, dict[str, Any]], now: float | None = None) -> dict[str, Any] | None:
+    """The scheduler's running job, or None: {"job", "phase" ("mine", "train global", ...), "elapsed" (s),
+    and while a level trains "level", "step", "start_step", "target_step", "left" (s, from the step rate;
+    None before the second logged step)}. Step numbers come from the level's manifest and metrics only when
+    that run began after the job did (an older run's manifest is not this job's)."""
+    if not status or not status.get("job"):
+        return None
+    elapsed = status.get("job_running_for")
+    if elapsed is None:
+        elapsed = status.get("cycle_running_for")
+    phase = status.get("phase") or status["job"]
+    out: dict[str, Any] = {"job": status["job"], "phase": phase, "elapsed": elapsed}
+    level = phase[len("train "):] if phase.startswith("train ") else None
+    run = runs.get(level or "")
+    if level is None or run is None:
+        return out
+    out["level"] = level
+    began = (time.time() if now is None else now) - (elapsed or 0.0)
+    started = run.get("started")
+    if not isinstance(started, (int, float)) or started < began - 1.0:
+        return out  # this job's trainer is still loading: no step yet
+    start, target = run["start_step"], run["target_step"]
+    logged = [r for r in metrics.get(level, []) if isinstance(r.get("step"), int) and start < r["step"] <= target
+              and isinstance(r.get("timestamp"), (int, float)) and r["timestamp"] >= started]
+    step = logged[-1]["step"] if logged else start
+    out.update(step=step, start_step=start, target_step=target, left=None)
+    if len(logged) >= 2:
+        first, last = logged[0], logged[-1]
+        span = last["timestamp"] - first["timestamp"]
+        if span > 0 and last["step"] > first["step"]:
+            out["left"] = (target - step) * span / (last["step"] - first["step"])
+    return out
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = max(0, int(round(seconds)))
+    return f"{s}s" if s < 60 else f"{s // 60}m{s % 60:02d}s" if s < 3600 else f"{s // 3600}h{(s % 3600) // 60:02d}m"
+
+
+def job_line(progress: dict[str, Any]) -> str:
+    """`train global · step 120/400 · 1m05s · ~2m30s left`: the running job on one line."""
+    parts = [progress["phase"] if progress["phase"] == progress["job"] or progress["job"] != "cycle"
+             else f"cycle: {progress['phase']}"]
+    if "step" in progress:
+        parts.append(f"step {progress['step']}/{progress['target_step']}")
+    elif progress["phase"].startswith("train "):
+        parts.append("loading")
+    parts.append(f"for {_duration(progress.get('elapsed'))}")
+    if progress.get("left") is not None:
+        parts.append(f"~{_duration(progress['left'])} left")
+    return " · ".join(parts)

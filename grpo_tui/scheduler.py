@@ -5,7 +5,8 @@ States: `idle` (auto off), `waiting` (between cycles), `running` (a cycle in pro
 running cycle to stop (its trainer child checkpoints and exits, and is killed after a timeout) and
 no further cycle starts; `join` waits (bounded) for the cycle and any one-off job, so a host that
 shuts down lets the job record itself. Each finished cycle is appended to `<home>/auto/cycles.jsonl` by the cycle
-runner; `status()` is a JSON-ready dict for the control socket.
+runner; `status()` is a JSON-ready dict for the control socket (with `job`, `job_running_for` and the
+runner's `phase`, e.g. "train global", while a cycle or one-off job runs).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class Scheduler:
         self._thread: threading.Thread | None = None
         self._busy = threading.Lock()  # held by whatever cycle or one-off job runs: they never overlap
         self.job: str | None = None
+        self.job_started_at: float | None = None  # when the running cycle or one-off job began
         self._job_stop = threading.Event()
         self._job_thread: threading.Thread | None = None
         self.cfg: AutoConfig | None = None
@@ -87,10 +89,10 @@ class Scheduler:
             try:
                 self.last_cycle = self.runner.run(cfg, stop, job)
             finally:
-                self.job = None
+                self.job = self.job_started_at = None
                 self._busy.release()
 
-        self.job = job
+        self.job, self.job_started_at = job, self.clock()
         self._job_thread = threading.Thread(target=work, name=f"job-{job}", daemon=True)
         self._job_thread.start()
         return {"ok": True, "job": job}
@@ -113,6 +115,8 @@ class Scheduler:
                 "config": self.cfg.model_dump(mode="json") if self.cfg else None,
                 "next_cycle_in": None if self.next_cycle_at is None else max(0.0, self.next_cycle_at - now),
                 "cycle_running_for": None if self.cycle_started_at is None else now - self.cycle_started_at,
+                "job_running_for": None if self.job is None or self.job_started_at is None else now - self.job_started_at,
+                "phase": getattr(self.runner, "phase", None),  # e.g. "train global": the child running now
                 "cycles_run": self.cycles_run,
                 "last_cycle": self.last_cycle,
                 "cycles": read_cycles(self.home, limit=history),
@@ -125,9 +129,9 @@ class Scheduler:
                     break
                 self.state, self.cycle_started_at, self.next_cycle_at = "running", self.clock(), None
             with self._busy:
-                self.job = "cycle"
+                self.job, self.job_started_at = "cycle", self.clock()
                 record = self.runner.run(cfg, stop)
-                self.job = None
+                self.job = self.job_started_at = None
             with self._lock:
                 self.last_cycle, self.cycle_started_at = record, None
                 self.cycles_run += 1

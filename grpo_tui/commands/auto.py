@@ -18,6 +18,7 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
+from grpo_tui import observe
 from grpo_tui.config import AutoConfig, load_config, parse_mapping
 from grpo_tui.context import Ctx, pass_ctx
 from grpo_tui.control import ControlClient, DaemonNotRunning, probe, socket_path
@@ -179,12 +180,19 @@ def status(ctx: Ctx, as_json: bool) -> None:
         reply = _checked(ControlClient(ctx.home).request("status"))
     except DaemonNotRunning as exc:
         raise GrpoError(str(exc)) from exc
+    progress = observe.job_progress(reply, observe.metrics(ctx.home, limit=120), observe.runs(ctx.home))
+    reply["running"] = progress  # the running job (which, elapsed, step x of y, time left), None when none
     if as_json:
         click.echo(orjson.dumps(reply).decode())
         return
     nxt = reply.get("next_cycle_in")
     click.echo(f"state: {reply['state']}   pid: {reply['pid']}   cycles run: {reply['cycles_run']}   "
                f"next cycle in: {'-' if nxt is None else f'{nxt:.0f} s'}   guard: {reply['guard']['reason']}")
+    if progress is not None:  # `running: cycle: train global · step 120/400 · for 1m05s · ~2m30s left`
+        click.echo(f"running: {observe.job_line(progress)}")
+    if not reply["cycles"]:
+        click.echo("last cycles: none finished yet")
+        return
     table = Table(title="last cycles", title_justify="left")
     for col in ("cycle", "start", "end", "outcome", "groups", "steps", "reason"):
         table.add_column(col)

@@ -70,22 +70,27 @@ def age(seconds: float | None) -> str:
     return ago(seconds)
 
 
-def sparkline(values: Sequence[object], width: int = 20, style: str = "cyan") -> Text:
-    """The last `width` values as bars scaled to their own finite min..max; bad points as `×`."""
+def sparkline(values: Sequence[object], width: int = 20, style: str = "cyan",
+              lo: float | None = None, hi: float | None = None) -> Text:
+    """The last `width` values as bars; bad points as `×`. The scale is `lo..hi` where given (a fixed scale:
+    0..100 for percentages, so 100 % is a full bar and 99.5 % nearly one), else the finite min / max of the
+    values shown; values outside a fixed scale are clamped to it."""
     tail = list(values)[-width:]
     good = [v for v in (finite(x) for x in tail) if v is not None]
     text = Text()
     if not tail:
         return Text(DASH, style="dim")
-    lo, hi = (min(good), max(good)) if good else (0.0, 0.0)
+    lo = lo if lo is not None else (min(good) if good else 0.0)
+    hi = hi if hi is not None else (max(good) if good else 0.0)
     for raw in tail:
         v = finite(raw)
         if v is None:
             text.append(BAD_POINT, style="bold red")
-        elif hi == lo:
+        elif hi <= lo:
             text.append(BARS[len(BARS) // 2 - 1], style=style)
         else:
-            text.append(BARS[min(len(BARS) - 1, int((v - lo) / (hi - lo) * len(BARS)))], style=style)
+            frac = min(1.0, max(0.0, (v - lo) / (hi - lo)))
+            text.append(BARS[min(len(BARS) - 1, int(frac * len(BARS)))], style=style)
     return text
 
 

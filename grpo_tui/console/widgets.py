@@ -1,10 +1,11 @@
 """The console's panels: each is a `Static` that renders one `Snapshot` (plus the console's `View`).
 
-Panels: auto (state, mode, levels, countdown, last outcome and reason, the last 20 cycles as a
-timeline, and which controls are enabled), guard (each check as value / threshold with a symbol and a
-word), system (CPU, RAM, disk of the home, each GPU with sparklines, or why there is no GPU), top
-(containers, else processes), metrics (per level: loss, reward, KL, clip fraction, lr, grad norm as
-sparkline + last/min/max), cycles, checkpoints, alerts and the log tail. Every panel says plainly
+Panels: auto (state, the running job on one line (`observe.job_line`), mode, levels, countdown, last
+outcome and reason, the last 20 cycles as a timeline, and which controls are enabled), guard (each check as value / threshold with a symbol and a
+word), system (CPU, RAM, disk of the home, each GPU with 0-100 % sparklines, or why there is no GPU), top
+(containers, else processes), metrics (per level, quality first: held-out accuracy, expected reward, online
+rewards per function; then KL and entropy; then the optimiser's numbers; constant rows on one `steady` line;
+see `metric_rows`), cycles, checkpoints, alerts and the log tail. Every panel says plainly
 when its source is missing (no scheduler, no GPU, no docker, an empty home).
 
 Panels render plain `rich.text.Text` lines in fixed-width columns (cheap to draw; long lines are cut
@@ -14,22 +15,30 @@ that is what keeps an idle console near zero CPU.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from rich.text import Text
 from textual.widgets import Log, Static
 
+from grpo_tui import observe
 from grpo_tui.console.alerts import Alert
 from grpo_tui.console.render import (
     DASH, OUTCOME_MARK, STATE_MARK, VERDICT_MARK, age, ago, finite, gb, last_min_max, mark, num, sparkline, timeline,
 )
 from grpo_tui.console.source import Snapshot
 
-# (label, keys): a row per metric a level's records carry; the online rows show only for online runs.
-METRICS = (("loss", ("loss",)), ("reward", ("reward_mean",)), ("kl", ("kl",)),
-           ("clip", ("clip_frac_low", "clip_frac_high")), ("lr", ("lr",)), ("grad", ("grad_norm",)),
-           ("len", ("completion_len_mean",)), ("trunc", ("frac_truncated",)), ("gen/s", ("gen_tokens_per_s",)))
+# (label, keys, scale): a row per metric a level's records carry, quality first. scale: (lo, hi) a fixed scale,
+# "zero" from 0 to the largest value (KL: its size shows, not only its shape), "none" no sparkline (the loss,
+# whose shape is mostly beta * KL's), None the values' own min..max. The online rows show only for online runs.
+QUALITY = (("val acc", ("val_pairwise_acc",), (0.0, 1.0)), ("exp rew", ("policy_expected_reward",), None))
+DRIFT = (("kl", ("kl",), "zero"), ("entropy", ("entropy",), None))
+OPTIMISER = (("loss", ("loss",), "none"), ("clip", ("clip_frac_low", "clip_frac_high"), "zero"), ("lr", ("lr",), None),
+             ("grad", ("grad_norm",), None), ("len", ("completion_len_mean",), None), ("trunc", ("frac_truncated",), (0.0, 1.0)),
+             ("gen/s", ("gen_tokens_per_s",), None))
+LABEL_COLS = 8
+METRIC_FIXED_COLS = 10 + 1 + LABEL_COLS + 1 + 1 + 3 * 10  # tag, label, then last / min / max: the sparkline gets the rest
 
 
 @dataclass
@@ -58,33 +67,10 @@ def lines(parts: Sequence[Text]) -> Text:
     return Text("\n").join(parts)
 
 
-def wrap(value: str | Text, width: int) -> list[Text]:
-    """`value` in lines of at most `width` cells, broken at spaces where it can (styles kept); one line
-    when `width` is too small to wrap usefully."""
-    text = value.copy() if isinstance(value, Text) else Text(str(value))
-    if width < 8 or text.cell_len <= width or "\n" in text.plain:
-        return [text]
-    plain, out, start = text.plain, [], 0
-    while len(plain) - start > width:
-        cut = plain.rfind(" ", start, start + width + 1)
-        if cut <= start:
-            cut = start + width
-        out.append(text[start:cut])
-        start = cut + 1 if plain[cut:cut + 1] == " " else cut
-    out.append(text[start:])
-    return out
-
-
-def kv(rows: Sequence[tuple[str, str | Text]], width: int = 0) -> Text:
-    """`key  value` lines, keys bold and aligned; with `width` (the panel's content width) a long value
-    wraps onto lines indented under it instead of being cut."""
-    key_w = max((len(k) for k, _ in rows), default=0)
-    out: list[Text] = []
-    for k, v in rows:
-        parts = wrap(v, width - key_w - 1) if width else [v if isinstance(v, Text) else Text(v)]
-        out.append(Text.assemble((k.ljust(key_w), "bold"), " ", parts[0]))
-        out += [Text.assemble(" " * (key_w + 1), part) for part in parts[1:]]
-    return lines(out)
+def kv(rows: Sequence[tuple[str, str | Text]]) -> Text:
+    """`key  value` lines, keys bold and aligned."""
+    width = max((len(k) for k, _ in rows), default=0)
+    return lines([Text.assemble((k.ljust(width), "bold"), " ", v) for k, v in rows])
 
 
 def coarse_now(now: float, seconds: float = 60.0) -> int:
@@ -139,16 +125,19 @@ class AutoPanel(Panel):
 
     def key(self, snap: Snapshot, view: View) -> object:
         st = snap.status or {}
-        cycles = snap.cycles
-        counting = st.get("next_cycle_in") is not None or st.get("cycle_running_for") is not None
+        cycles = st.get("cycles") or []
+        counting = any(st.get(k) is not None for k in ("next_cycle_in", "cycle_running_for", "job_running_for"))
+        progress = observe.job_progress(st, snap.metrics, snap.runs, snap.time) or {}
         return (snap.status_error, st.get("state"), st.get("job"), st.get("pid"), repr(st.get("config")),
                 _round(st.get("next_cycle_in")), _round(st.get("cycle_running_for")), st.get("cycles_run"),
                 tuple((c.get("cycle"), c.get("outcome"), c.get("end")) for c in cycles), repr(st.get("last_cycle")),
-                coarse_now(snap.time, 1 if counting else 60), view.readonly, view.blocked, self.size.width)
+                coarse_now(snap.time, 1 if counting else 60), view.readonly, view.blocked,
+                st.get("phase"), progress.get("step"), progress.get("target_step"), _round(progress.get("left")))
 
     def build(self, snap: Snapshot, view: View) -> Text:
         status = snap.status
-        cycles = snap.cycles
+        cycles = (status or {}).get("cycles") or []
+        self.set_class(status is None, "-wrap")  # the reason there is no scheduler must be read whole
         if status is None:
             self.border_subtitle = ""
             rows: list[tuple[str, str | Text]] = [
@@ -159,10 +148,7 @@ class AutoPanel(Panel):
             self.border_subtitle = f"scheduler pid {status.get('pid', '?')}"
             cfg = status.get("config") or {}
             state = mark(STATE_MARK, status.get("state"))
-            if status.get("job") and status.get("job") != "cycle":
-                state.append(f" · job {status['job']}", style="bold")
-            if status.get("cycle_running_for") is not None:
-                state.append(f" · cycle for {ago(status['cycle_running_for'])}")
+            progress = observe.job_progress(status, snap.metrics, snap.runs, snap.time)
             if cfg:
                 levels = ", ".join(cfg.get("levels") or []) if cfg.get("mode") == "hierarchical" else "global"
                 mode: str | Text = f"{cfg.get('mode', '?')} ({levels})"
@@ -173,7 +159,10 @@ class AutoPanel(Panel):
             else:
                 mode, plan = Text("not started since the scheduler came up", style="dim"), DASH
             nxt = status.get("next_cycle_in")
-            rows = [("state", state), ("mode", mode), ("plan", plan),
+            rows = [("state", state)]
+            if progress is not None:  # the running job on one line: which, step x of y, for how long, time left
+                rows.append(("job", Text(observe.job_line(progress), style="bold")))
+            rows += [("mode", mode), ("plan", plan),
                     ("next", f"{DASH if nxt is None else 'in ' + ago(nxt)} · cycles run: {status.get('cycles_run', 0)}")]
             last = cycles[-1] if cycles else status.get("last_cycle")
             if last:
@@ -190,19 +179,7 @@ class AutoPanel(Panel):
             rows.append(("controls", Text(f"a/m/t off: {view.blocked}", style="yellow")))
         else:
             rows.append(("controls", Text("a start · s stop · m mine · t train", style="dim")))
-        text = kv(rows, self.content_size.width)  # long plan / reason / why lines wrap under their value
-        self._fit_row(text)
-        return text
-
-    def _fit_row(self, text: Text) -> None:
-        """In the wide layout, grow the top row when wrapped lines need more than its 10 lines."""
-        row_widget = self.parent
-        if row_widget is None or row_widget.id != "top":
-            return
-        height = max(10, len(text.plain.splitlines()) + 2) if self.fixed else None  # narrow: the CSS's auto
-        if height != getattr(self, "_row_height", None):
-            self._row_height = height
-            row_widget.styles.height = height
+        return kv(rows)
 
 
 def _amount(value: object) -> str:
@@ -241,11 +218,24 @@ class GuardPanel(Panel):
         return lines(out)
 
 
+SERIES_POINTS = 60  # source.Series keeps this many points: a wider sparkline would only pad
+SYSTEM_VALUE_COLS = 12  # "40.3/79.6G " (the widest value before a sparkline), so the sparklines line up
+SYSTEM_FIXED_COLS = 5 + SYSTEM_VALUE_COLS + 17  # key column, value, the widest suffix (" 97.2/125.8G free")
+
+
 class SystemPanel(Panel):
     TITLE = "system"
 
     def build(self, snap: Snapshot, view: View) -> Text:
-        stats, series, w = snap.stats, snap.series, max(8, view.spark_width // 2)
+        stats, series = snap.stats, snap.series
+        width = self.content_size.width  # sparklines fill what the key, value and suffix columns leave
+        w = min(SERIES_POINTS, max(8, width - SYSTEM_FIXED_COLS)) if width else max(8, view.spark_width // 2)
+
+        def pct(key: str, style: str = "cyan") -> Text:  # a percentage series: fixed 0..100 scale
+            return sparkline(series.get(key, []), w, style=style, lo=0.0, hi=100.0)
+
+        def lead(value: str) -> str:
+            return value.ljust(SYSTEM_VALUE_COLS)
         self.border_subtitle = "measured here" if snap.stats_origin == "local" else ""
         if not stats:
             return Text("no stats yet", style="dim")
@@ -254,12 +244,12 @@ class SystemPanel(Panel):
         if "unavailable" in cpu or not cpu:
             rows.append(("CPU", Text(f"unavailable: {cpu.get('unavailable', 'no data')}", style="dim")))
         else:
-            rows.append(("CPU", Text.assemble(f"{num(cpu.get('percent'))}% ", sparkline(series.get("cpu", []), w),
+            rows.append(("CPU", Text.assemble(lead(f"{num(cpu.get('percent'))}%"), pct("cpu"),
                                               f" load {gb(cpu.get('load1'))}/{cpu.get('cores', '?')}c")))
         if "unavailable" in ram or not ram:
             rows.append(("RAM", Text(f"unavailable: {ram.get('unavailable', 'no data')}", style="dim")))
         else:
-            rows.append(("RAM", Text.assemble(f"{num(ram.get('percent'))}% ", sparkline(series.get("ram", []), w),
+            rows.append(("RAM", Text.assemble(lead(f"{num(ram.get('percent'))}%"), pct("ram"),
                                               f" {gb(ram.get('available_gb'))}/{gb(ram.get('total_gb'))}G free")))
         if "unavailable" in disk or not disk:
             rows.append(("disk", Text(f"unavailable: {disk.get('unavailable', 'no data')}", style="dim")))
@@ -272,10 +262,9 @@ class SystemPanel(Panel):
             rows.append(("GPU", Text(f"✗ no GPU — {gpus.get('unavailable', 'no GPU visible')}", style="yellow")))
         for dev in devices:
             i = dev.get("index")
-            rows.append((f"GPU{i}", Text.assemble(f"{num(dev.get('util'))}% ",
-                                                  sparkline(series.get(f"gpu{i}.util", []), w), " util")))
-            rows.append(("", Text.assemble(f"{gb(dev.get('mem_used_mb', 0) / 1024)}/{gb(dev.get('mem_total_mb', 0) / 1024)}G ",
-                                           sparkline(series.get(f"gpu{i}.mem", []), w, style="magenta"), " mem")))
+            rows.append((f"GPU{i}", Text.assemble(lead(f"{num(dev.get('util'))}%"), pct(f"gpu{i}.util"), " util")))
+            rows.append(("", Text.assemble(lead(f"{gb(dev.get('mem_used_mb', 0) / 1024)}/{gb(dev.get('mem_total_mb', 0) / 1024)}G"),
+                                           pct(f"gpu{i}.mem", style="magenta"), " mem")))
             rows.append(("", Text(f"{num(dev.get('temp_c'))}°C {num(dev.get('power_w'))}W {dev.get('name', '')}",
                                   style="dim")))
         return kv(rows)
@@ -308,14 +297,41 @@ class TopPanel(Panel):
 
 
 def metric_values(records: list[dict], keys: tuple[str, ...]) -> list[object] | None:
-    """The series of one metric (a sum when several keys, e.g. clip low + high); None when never logged."""
+    """The series of one metric over the records that log it (a sum when several keys, e.g. clip low + high;
+    held-out accuracy is logged every `val_interval` steps only); None when never logged."""
     if not any(k in r for r in records for k in keys):
         return None
     out: list[object] = []
     for r in records:
         vals = [r.get(k) for k in keys if k in r]
-        out.append(None if not vals or any(v is None for v in vals) else sum(vals))
+        if vals:
+            out.append(None if any(v is None for v in vals) else sum(vals))
     return out
+
+
+def metric_rows(records: list[dict]) -> list[tuple[str, tuple[str, ...], object]]:
+    """The rows a level shows, in reading order: held-out quality, then (online runs) each reward function's
+    mean and the policy's own mean reward, then KL and entropy, then the optimiser's numbers, and last (offline
+    runs) `data rew`, the mean reward of the logged candidates, which a policy cannot move."""
+    fns = sorted({k[len("reward/"):-len("_mean")] for r in records for k in r if k.startswith("reward/") and k.endswith("_mean")})
+    online = bool(fns) or any("completion_len_mean" in r for r in records)
+    rewards = [(f"r:{fn}", (f"reward/{fn}_mean",), None) for fn in fns]
+    if online:
+        return [*QUALITY, *rewards, ("reward", ("reward_mean",), None), *DRIFT, *OPTIMISER]
+    return [*QUALITY, *DRIFT, *OPTIMISER, ("data rew", ("reward_mean",), None)]
+
+
+def constant(values: list[object]) -> float | None:
+    """The value of a series that never changed (at least 3 points, all finite), else None."""
+    good = [finite(v) for v in values]
+    if len(good) < 3 or any(v is None for v in good) or max(good) != min(good):  # type: ignore[type-var]
+        return None
+    return good[0]
+
+
+def short(value: float) -> str:
+    """A constant's value, short: 1e-4, 0.04, 0."""
+    return re.sub(r"\.?0*e([+-])0*(\d)", r"e\1\2", num(value))
 
 
 def headline(records: list[dict]) -> Text | None:
@@ -351,7 +367,8 @@ class MetricsPanel(Panel):
                         "(<home>/auto/ckpts_<level>/metrics.jsonl)", style="dim")
         shown = max(len(r) for r in snap.metrics.values())
         self.border_title = f"metrics · last {shown} logged steps · trend  last  min  max"
-        sw = view.spark_width
+        width = self.content_size.width
+        sw = min(120, max(8, width - METRIC_FIXED_COLS)) if width else view.spark_width
         out: list[Text] = []
         for level, records in snap.metrics.items():
             if not records:
@@ -364,18 +381,29 @@ class MetricsPanel(Panel):
             if quality is not None:
                 out.append(Text.assemble((level.ljust(10), "bold"), " ", quality))
                 tags[0] = Text("")
-            i = 0
-            for label, keys in METRICS:
+            steady: list[str] = []  # rows that never changed: one short line for all of them
+            for label, keys, scale in metric_rows(records):
                 values = metric_values(records, keys)
                 if values is None:
                     continue
+                fixed = constant(values)
+                if fixed is not None:
+                    steady.append(f"{label} {short(fixed)} ({'always' if fixed == 0 else 'constant'})")
+                    continue
                 last, lo, hi = last_min_max(values)
                 bad = finite(last) is None
-                out.append(row([(tags[i] if i < len(tags) else "", 10, "left"), (label, 6, "left"),
-                                (sparkline(values, sw), sw, "left"),
+                if scale == "none":
+                    trend: Text = Text("")
+                elif scale == "zero":
+                    trend = sparkline(values, sw, lo=min(0.0, lo or 0.0), hi=hi)
+                else:
+                    trend = sparkline(values, sw, *(("cyan", *scale) if isinstance(scale, tuple) else ()))
+                out.append(row([(tags.pop(0) if tags else "", 10, "left"), (label, LABEL_COLS, "left"), (trend, sw, "left"),
                                 (Text(num(last, missing="NaN/inf"), style="bold red" if bad else ""), 9, "right"),
                                 (num(lo), 9, "right"), (num(hi), 9, "right")]))
-                i += 1
+            if steady:
+                out.append(Text.assemble(cell(tags.pop(0) if tags else "", 10), " ", ("steady ", "dim"), " · ".join(steady)))
+            out += [tag for tag in tags]  # fewer rows than tags (every metric constant): the tags still show
         return lines(out)
 
 
@@ -383,38 +411,25 @@ class CyclesPanel(Panel):
     TITLE = "cycles"
 
     def key(self, snap: Snapshot, view: View) -> object:
-        cycles = snap.cycles
+        cycles = (snap.status or {}).get("cycles") or []
         recent = bool(cycles) and snap.time - (cycles[-1].get("end") or 0) < 60
         return (snap.status is None, tuple((c.get("cycle"), c.get("outcome"), c.get("end")) for c in cycles[-10:]),
-                coarse_now(snap.time, 1 if recent else 60), self.size.width)
+                coarse_now(snap.time, 1 if recent else 60))
 
     def build(self, snap: Snapshot, view: View) -> Text:
-        cycles = snap.cycles
-        self.border_subtitle = "from cycles.jsonl: no scheduler" if snap.status is None and cycles else ""
+        cycles = (snap.status or {}).get("cycles") or []
         if not cycles:
-            return Text("no scheduler, and no cycles.jsonl in this home" if snap.status is None
-                        else "no cycle has run in this home yet", style="dim")
-        recent = list(reversed(cycles[-10:]))
-        names = [f"{rec.get('cycle', '?')}" + ("" if rec.get("job", "cycle") == "cycle" else f" {rec['job']}")
-                 for rec in recent]
-        num_w = max(1, *(len(n) for n in names))  # as wide as the widest cycle number (or job), no wider
-        head = [("#", num_w, "left"), ("outcome", 10, "left"), ("ago", 5, "right"), ("took", 5, "right")]
-        fixed_w = num_w + 10 + 5 + 5 + 4
-        reason_w = self.content_size.width - fixed_w
+            return Text("no scheduler" if snap.status is None else "no cycle has run in this home yet", style="dim")
+        head = [("#", 9, "left"), ("outcome", 10, "left"), ("ago", 6, "right"), ("took", 6, "right")]
         out = [Text.assemble(row(head), " reason", style="bold")]
-        for name, rec in zip(names, recent):
+        for rec in reversed(cycles[-10:]):
             end, start = rec.get("end"), rec.get("start")
-            cells = row([(name, num_w, "left"), (mark(OUTCOME_MARK, rec.get("outcome")), 10, "left"),
-                         (age(snap.time - end) if end else DASH, 5, "right"),
-                         (ago(end - start) if end and start else DASH, 5, "right")])
-            reason = str(rec.get("reason", ""))
-            if reason_w >= 16:  # the reason wraps in its column
-                parts = wrap(reason, reason_w)
-                out.append(Text.assemble(cells, " ", parts[0]))
-                out += [Text(" " * (fixed_w) + part.plain) for part in parts[1:]]
-            else:  # too narrow for a column: the reason goes on its own lines below
-                out.append(cells)
-                out += [Text.assemble("  ", part) for part in wrap(reason, max(8, self.content_size.width - 2))]
+            job = rec.get("job", "cycle")
+            out.append(Text.assemble(row([
+                (f"{rec.get('cycle', '?')}" + ("" if job == "cycle" else f" {job}"), 9, "left"),
+                (mark(OUTCOME_MARK, rec.get("outcome")), 10, "left"),
+                (age(snap.time - end) if end else DASH, 6, "right"),
+                (ago(end - start) if end and start else DASH, 6, "right")]), " ", str(rec.get("reason", ""))))
         return lines(out)
 
 

@@ -290,3 +290,31 @@ def test_a_daemon_that_exits_at_start_shows_its_log(tmp_path: Path) -> None:
     assert "exited at start (code 1)" in proc.stderr and "its last lines:" in proc.stderr
     assert "another scheduler host" in proc.stderr  # the daemon's own reason, from daemon.log
     assert "earlier start" not in proc.stderr  # only what this start wrote
+
+
+def test_auto_status_and_the_console_say_which_job_runs_at_which_step(auto_home: Path) -> None:
+    """A long bow training inside a real cycle: `grpo auto status` (and the console's auto panel, from the
+    same scheduler status and the level's files) name the job, its elapsed time, step x of y and time left."""
+    from grpo_tui.console.source import LiveSource
+    from grpo_tui.console.widgets import AutoPanel, View
+
+    home = auto_home
+    grpo(home, "guard", "--min-free-gb", "0", "--min-ram-gb", "0")
+    grpo(home, "auto", "start", "--detach", "--period-sec", "3600", "--min-groups", "5", "--steps", "200000", "--model", "bow")
+    metrics = home / "auto" / "ckpts_global" / "metrics.jsonl"
+    wait_for(lambda: metrics.exists() and metrics.read_bytes().count(b"\n") >= 3)
+    reply = status(home)
+    assert reply["job"] == "cycle" and reply["phase"] == "train global" and reply["job_running_for"] > 0
+    out = grpo(home, "auto", "status").stdout
+    line = next(ln for ln in out.splitlines() if ln.startswith("running: "))
+    assert line.startswith("running: cycle: train global · step ") and "/200000 · for " in line and " left" in line
+    assert "none finished yet" in out  # the first cycle is still running: no empty table
+    running = orjson.loads(grpo(home, "auto", "status", "--json").stdout.strip().splitlines()[-1])["running"]
+    assert running["level"] == "global" and running["start_step"] == 0 and running["target_step"] == 200000
+    assert 0 < running["step"] < 200000 and running["left"] > 0
+
+    snap = LiveSource(home).poll()
+    text = AutoPanel().build(snap, View()).plain
+    job = next(ln for ln in text.splitlines() if ln.startswith("job"))
+    assert "cycle: train global · step " in job and "/200000" in job and " left" in job
+    assert ControlClient(home).request("stop")["ok"]

@@ -68,4 +68,4 @@ def test_log_tail_prefers_the_newest_child_log(tmp_path: Path) -> None:
 def test_collect_on_an_empty_or_missing_home(tmp_path: Path) -> None:
     for home in (tmp_path, tmp_path / "missing"):
         got = observe.collect(home)
-        assert got == {"metrics": {}, "heartbeats": {}, "checkpoints": [], "log": {"name": None, "path": None, "lines": []}}
+        assert got == {"metrics": {}, "heartbeats": {}, "checkpoints": [], "log": {"name": None, "path": None, "lines": []}, "runs": {}}
