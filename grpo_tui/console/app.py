@@ -59,6 +59,7 @@ class GrpoConsole(App[str]):
         Binding("m", "mine", "Mine", tooltip="mine now (one-off job)"),
         Binding("t", "train", "Train", tooltip="train once on the latest mined datasets (one-off job)"),
         Binding("p", "toggle_pause", "Pause", tooltip="pause or resume screen updates"),
+        Binding("i", "inspect", "Inspect", tooltip="inspect the latest mined groups and samples, scored by the policy"),
         Binding("question_mark,f1", "help", "Help", key_display="?", tooltip="this help"),
         Binding("q", "quit_console", "Quit", tooltip="quit the console; auto mode keeps running in the daemon"),
         Binding("plus", "faster", "Faster", key_display="+", show=False, tooltip="refresh more often"),
@@ -310,6 +311,11 @@ class GrpoConsole(App[str]):
 
     def action_train(self) -> None:
         self.send("run", lambda r: "training on the latest datasets started (one-off job)", job="train")
+
+    def action_inspect(self) -> None:
+        from grpo_tui.console.inspect import InspectScreen
+
+        self.push_screen(InspectScreen(self.source.home))
 
     def action_edit_guard(self) -> None:
         checks = ((self.snapshot.guard or {}).get("checks") if self.snapshot else None) or []
