@@ -1,10 +1,11 @@
 """Modal screens: help (built from the app's bindings), the start-auto form and the guard editor.
 
 The forms validate with the same pydantic models the CLI uses (`AutoConfig`, `GuardConfig`): an
-invalid field keeps the form open with the error under it; a valid one dismisses with the plain dict
-to send to the scheduler. Escape cancels (dismisses with None). The start form's `train:` section is a
-mode select plus one line of `grpo train` keys written as a YAML flow mapping, the same text
-`grpo auto start --train` takes.
+invalid field keeps the form open with the error under it and takes the focus; a valid one dismisses
+with the plain dict to send to the scheduler. The focused field's label (and a focused button) starts
+with `▶`, so focus reads without colour. Escape cancels (dismisses with None). The start form's
+`train:` section is a mode select plus one line of `grpo train` keys written as a YAML flow mapping,
+the same text `grpo auto start --train` takes.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class _Form(ModalScreen[dict[str, Any] | None]):
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
     MODEL: type[BaseModel] = BaseModel
     TITLE = ""
+    PARSED_FIELD = ""  # the field parsed before validation (a ConfigError names it)
 
     def fields(self) -> ComposeResult:
         raise NotImplementedError
@@ -67,6 +69,41 @@ class _Form(ModalScreen[dict[str, Any] | None]):
             with Horizontal(classes="form-buttons"):
                 yield Button("OK", variant="primary", id="ok", compact=True)
                 yield Button("Cancel", id="cancel", compact=True)
+
+    FIELD_OF: dict[str, str] = {}  # a model key -> the id of the field that edits it, where they differ
+    MARK = "▶ "  # before the focused field's label (and button): focus reads without colour, in a tmux capture
+
+    def on_mount(self) -> None:
+        grid = self.query_one(".form-grid", Grid)
+        cells = list(grid.children)
+        self._labels = {field: label for label, field in zip(cells[0::2], cells[1::2]) if isinstance(label, Label)}
+        self._label_text = {label: str(label.content) for label in self._labels.values()}
+        self._buttons = {button: str(button.label) for button in self.query(Button)}
+        self._mark_focus()
+
+    def on_descendant_focus(self, event: object) -> None:
+        self._mark_focus()
+
+    def on_descendant_blur(self, event: object) -> None:
+        self.call_after_refresh(self._mark_focus)
+
+    def _mark_focus(self) -> None:
+        if not hasattr(self, "_labels"):
+            return
+        focused = self.focused
+        inside = focused.ancestors_with_self if focused is not None else []  # a Select's open list counts
+        for field, label in self._labels.items():
+            text = self._label_text[label]
+            label.update((self.MARK if field in inside else "  ") + text)
+        for button, text in self._buttons.items():
+            button.label = (self.MARK if button is focused else "") + text
+
+    def focus_key(self, key: str) -> None:
+        """Move focus to the field that edits model key `key` (the first part of a validation error's loc)."""
+        name = self.FIELD_OF.get(key, key)
+        found = self.query(f"#{name}") if name.isidentifier() else []
+        if found:
+            found.first().focus()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.submit()
@@ -85,9 +122,13 @@ class _Form(ModalScreen[dict[str, Any] | None]):
             model = self.MODEL.model_validate(self.values())
         except ValidationError as exc:
             self.query_one("#form-error", Label).update(Text(f"✗ invalid: {describe(self.MODEL, exc)}", style="bold red"))
+            loc = exc.errors()[0]["loc"]
+            if loc:
+                self.focus_key(str(loc[0]))  # the invalid field gets the focus (and the ▶ mark)
             return
         except ConfigError as exc:  # a field that is parsed before validation (the train keys)
             self.query_one("#form-error", Label).update(Text(f"✗ invalid: {exc}", style="bold red"))
+            self.focus_key(self.PARSED_FIELD)
             return
         self.dismiss(model.model_dump(mode="json"))
 
@@ -107,8 +148,10 @@ class StartAutoScreen(_Form):
     """The auto config (without guard thresholds: `g` edits those)."""
 
     MODEL = AutoConfig
-    TITLE = "start auto mode (enter or OK starts, escape cancels)"
+    TITLE = "start auto mode (enter or OK starts, escape cancels, tab: next field)"
     AUTO_FOCUS = "#period_sec"
+    FIELD_OF = {"train": "train_keys"}
+    PARSED_FIELD = "train_keys"
     NUMBERS = (("period_sec", "period s"), ("steps", "steps/level"), ("min_groups", "min groups"), ("hours", "window h"),
                ("lr", "lr"), ("beta", "beta (KL)"))
 
@@ -167,7 +210,7 @@ class GuardScreen(_Form):
     """The three capacity-guard thresholds (0 turns a check off)."""
 
     MODEL = GuardConfig
-    TITLE = "guard thresholds (0 = off; enter saves)"
+    TITLE = "guard thresholds (0 = off; enter saves, tab: next field)"
     AUTO_FOCUS = "#min_free_gb"
     FIELDS = (("min_free_gb", "min free disk GB"), ("min_ram_gb", "min free RAM GB"), ("min_vram_mb", "min free VRAM MB"))
 

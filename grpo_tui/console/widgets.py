@@ -67,10 +67,33 @@ def lines(parts: Sequence[Text]) -> Text:
     return Text("\n").join(parts)
 
 
-def kv(rows: Sequence[tuple[str, str | Text]]) -> Text:
-    """`key  value` lines, keys bold and aligned."""
-    width = max((len(k) for k, _ in rows), default=0)
-    return lines([Text.assemble((k.ljust(width), "bold"), " ", v) for k, v in rows])
+def wrap(value: str | Text, width: int) -> list[Text]:
+    """`value` in lines of at most `width` cells, broken at spaces where it can (styles kept); one line
+    when `width` is too small to wrap usefully."""
+    text = value.copy() if isinstance(value, Text) else Text(str(value))
+    if width < 8 or text.cell_len <= width or "\n" in text.plain:
+        return [text]
+    plain, out, start = text.plain, [], 0
+    while len(plain) - start > width:
+        cut = plain.rfind(" ", start, start + width + 1)
+        if cut <= start:
+            cut = start + width
+        out.append(text[start:cut])
+        start = cut + 1 if plain[cut:cut + 1] == " " else cut
+    out.append(text[start:])
+    return out
+
+
+def kv(rows: Sequence[tuple[str, str | Text]], width: int = 0) -> Text:
+    """`key  value` lines, keys bold and aligned; with `width` (the panel's content width) a long value
+    wraps onto lines indented under it instead of being cut."""
+    key_w = max((len(k) for k, _ in rows), default=0)
+    out: list[Text] = []
+    for k, v in rows:
+        parts = wrap(v, width - key_w - 1) if width else [v if isinstance(v, Text) else Text(v)]
+        out.append(Text.assemble((k.ljust(key_w), "bold"), " ", parts[0]))
+        out += [Text.assemble(" " * (key_w + 1), part) for part in parts[1:]]
+    return lines(out)
 
 
 def coarse_now(now: float, seconds: float = 60.0) -> int:
@@ -125,19 +148,18 @@ class AutoPanel(Panel):
 
     def key(self, snap: Snapshot, view: View) -> object:
         st = snap.status or {}
-        cycles = st.get("cycles") or []
+        cycles = snap.cycles
         counting = any(st.get(k) is not None for k in ("next_cycle_in", "cycle_running_for", "job_running_for"))
         progress = observe.job_progress(st, snap.metrics, snap.runs, snap.time) or {}
         return (snap.status_error, st.get("state"), st.get("job"), st.get("pid"), repr(st.get("config")),
                 _round(st.get("next_cycle_in")), _round(st.get("cycle_running_for")), st.get("cycles_run"),
                 tuple((c.get("cycle"), c.get("outcome"), c.get("end")) for c in cycles), repr(st.get("last_cycle")),
-                coarse_now(snap.time, 1 if counting else 60), view.readonly, view.blocked,
+                coarse_now(snap.time, 1 if counting else 60), view.readonly, view.blocked, self.size.width,
                 st.get("phase"), progress.get("step"), progress.get("target_step"), _round(progress.get("left")))
 
     def build(self, snap: Snapshot, view: View) -> Text:
         status = snap.status
-        cycles = (status or {}).get("cycles") or []
-        self.set_class(status is None, "-wrap")  # the reason there is no scheduler must be read whole
+        cycles = snap.cycles
         if status is None:
             self.border_subtitle = ""
             rows: list[tuple[str, str | Text]] = [
@@ -179,7 +201,19 @@ class AutoPanel(Panel):
             rows.append(("controls", Text(f"a/m/t off: {view.blocked}", style="yellow")))
         else:
             rows.append(("controls", Text("a start · s stop · m mine · t train", style="dim")))
-        return kv(rows)
+        text = kv(rows, self.content_size.width)  # long plan / reason / why lines wrap under their value
+        self._fit_row(text)
+        return text
+
+    def _fit_row(self, text: Text) -> None:
+        """In the wide layout, grow the top row when wrapped lines need more than its 10 lines."""
+        row_widget = self.parent
+        if row_widget is None or row_widget.id != "top":
+            return
+        height = max(10, len(text.plain.splitlines()) + 2) if self.fixed else None  # narrow: the CSS's auto
+        if height != getattr(self, "_row_height", None):
+            self._row_height = height
+            row_widget.styles.height = height
 
 
 def _amount(value: object) -> str:
@@ -411,25 +445,38 @@ class CyclesPanel(Panel):
     TITLE = "cycles"
 
     def key(self, snap: Snapshot, view: View) -> object:
-        cycles = (snap.status or {}).get("cycles") or []
+        cycles = snap.cycles
         recent = bool(cycles) and snap.time - (cycles[-1].get("end") or 0) < 60
         return (snap.status is None, tuple((c.get("cycle"), c.get("outcome"), c.get("end")) for c in cycles[-10:]),
-                coarse_now(snap.time, 1 if recent else 60))
+                coarse_now(snap.time, 1 if recent else 60), self.size.width)
 
     def build(self, snap: Snapshot, view: View) -> Text:
-        cycles = (snap.status or {}).get("cycles") or []
+        cycles = snap.cycles
+        self.border_subtitle = "from cycles.jsonl: no scheduler" if snap.status is None and cycles else ""
         if not cycles:
-            return Text("no scheduler" if snap.status is None else "no cycle has run in this home yet", style="dim")
-        head = [("#", 9, "left"), ("outcome", 10, "left"), ("ago", 6, "right"), ("took", 6, "right")]
+            return Text("no scheduler, and no cycles.jsonl in this home" if snap.status is None
+                        else "no cycle has run in this home yet", style="dim")
+        recent = list(reversed(cycles[-10:]))
+        names = [f"{rec.get('cycle', '?')}" + ("" if rec.get("job", "cycle") == "cycle" else f" {rec['job']}")
+                 for rec in recent]
+        num_w = max(1, *(len(n) for n in names))  # as wide as the widest cycle number (or job), no wider
+        head = [("#", num_w, "left"), ("outcome", 10, "left"), ("ago", 5, "right"), ("took", 5, "right")]
+        fixed_w = num_w + 10 + 5 + 5 + 4
+        reason_w = self.content_size.width - fixed_w
         out = [Text.assemble(row(head), " reason", style="bold")]
-        for rec in reversed(cycles[-10:]):
+        for name, rec in zip(names, recent):
             end, start = rec.get("end"), rec.get("start")
-            job = rec.get("job", "cycle")
-            out.append(Text.assemble(row([
-                (f"{rec.get('cycle', '?')}" + ("" if job == "cycle" else f" {job}"), 9, "left"),
-                (mark(OUTCOME_MARK, rec.get("outcome")), 10, "left"),
-                (age(snap.time - end) if end else DASH, 6, "right"),
-                (ago(end - start) if end and start else DASH, 6, "right")]), " ", str(rec.get("reason", ""))))
+            cells = row([(name, num_w, "left"), (mark(OUTCOME_MARK, rec.get("outcome")), 10, "left"),
+                         (age(snap.time - end) if end else DASH, 5, "right"),
+                         (ago(end - start) if end and start else DASH, 5, "right")])
+            reason = str(rec.get("reason", ""))
+            if reason_w >= 16:  # the reason wraps in its column
+                parts = wrap(reason, reason_w)
+                out.append(Text.assemble(cells, " ", parts[0]))
+                out += [Text(" " * (fixed_w) + part.plain) for part in parts[1:]]
+            else:  # too narrow for a column: the reason goes on its own lines below
+                out.append(cells)
+                out += [Text.assemble("  ", part) for part in wrap(reason, max(8, self.content_size.width - 2))]
         return lines(out)
 
 

@@ -27,6 +27,7 @@ async def _until(pilot, predicate, what: str, timeout: float = 10.0) -> None:
 
 def test_start_form_shows_validates_and_submits_the_train_section() -> None:
     source = fixed_source()
+    source.snapshot.status["state"] = "idle"  # `a` refuses while auto mode runs
 
     async def drive() -> None:
         app = GrpoConsole(source, mode="daemon", refresh=3600)

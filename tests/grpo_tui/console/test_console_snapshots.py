@@ -41,8 +41,8 @@ def test_no_scheduler_narrow(snap_compare) -> None:
 
 def test_start_form_narrow(snap_compare) -> None:
     async def open_form(pilot) -> None:
-        await _first_refresh(pilot)
-        await pilot.press("a")
+        await _first_refresh(pilot)  # the fixed data's auto mode runs, so `a` would refuse: open the form as `a` does
+        await pilot.app.push_screen(StartAutoScreen(pilot.app.snapshot.status["config"]))
         while not (isinstance(pilot.app.screen, StartAutoScreen) and pilot.app.screen.focused is not None
                    and pilot.app.screen.focused.id == "period_sec"):
             await pilot.pause(0.02)
