@@ -42,6 +42,7 @@ class Snapshot:
     checkpoints: list[dict[str, Any]] = field(default_factory=list)
     log: dict[str, Any] = field(default_factory=lambda: {"name": None, "path": None, "lines": []})
     series: dict[str, list[float | None]] = field(default_factory=dict)  # "cpu", "ram", "gpu0.util", "gpu0.mem"
+    runs: dict[str, dict[str, Any]] = field(default_factory=dict)  # observe.runs(): each level's start / target step
     history: list[dict[str, Any]] = field(default_factory=list)  # cycles.jsonl read from disk when no scheduler answers
 
     @property
@@ -130,7 +131,8 @@ class LiveSource:
         history = [] if status is not None else observe.read_records(cycles_path(self.home), limit=HISTORY)
         return Snapshot(time=self.clock(), status=status, status_error=error, stats=stats, stats_origin=origin,
                         guard=report, metrics=files["metrics"], heartbeats=files["heartbeats"],
-                        checkpoints=files["checkpoints"], log=files["log"], series=self._series.add(stats), history=history)
+                        checkpoints=files["checkpoints"], log=files["log"], series=self._series.add(stats), history=history,
+                        runs=files["runs"])
 
 
 class FixedSource:
