@@ -253,8 +253,6 @@ class GuardPanel(Panel):
 
 
 SERIES_POINTS = 60  # source.Series keeps this many points: a wider sparkline would only pad
-SYSTEM_VALUE_COLS = 12  # "40.3/79.6G " (the widest value before a sparkline), so the sparklines line up
-SYSTEM_FIXED_COLS = 5 + SYSTEM_VALUE_COLS + 17  # key column, value, the widest suffix (" 97.2/125.8G free")
 
 
 class SystemPanel(Panel):
@@ -262,14 +260,11 @@ class SystemPanel(Panel):
 
     def build(self, snap: Snapshot, view: View) -> Text:
         stats, series = snap.stats, snap.series
-        width = self.content_size.width  # sparklines fill what the key, value and suffix columns leave
-        w = min(SERIES_POINTS, max(8, width - SYSTEM_FIXED_COLS)) if width else max(8, view.spark_width // 2)
+        spark: dict[int, tuple[str, str, str, str]] = {}  # row -> (value, series key, style, suffix), drawn at the end
 
-        def pct(key: str, style: str = "cyan") -> Text:  # a percentage series: fixed 0..100 scale
-            return sparkline(series.get(key, []), w, style=style, lo=0.0, hi=100.0)
-
-        def lead(value: str) -> str:
-            return value.ljust(SYSTEM_VALUE_COLS)
+        def pct(value: str, key: str, suffix: str, style: str = "cyan") -> Text:  # a percentage series row
+            spark[len(rows)] = (value, key, style, suffix)
+            return Text()
         self.border_subtitle = "measured here" if snap.stats_origin == "local" else ""
         if not stats:
             return Text("no stats yet", style="dim")
@@ -278,13 +273,11 @@ class SystemPanel(Panel):
         if "unavailable" in cpu or not cpu:
             rows.append(("CPU", Text(f"unavailable: {cpu.get('unavailable', 'no data')}", style="dim")))
         else:
-            rows.append(("CPU", Text.assemble(lead(f"{num(cpu.get('percent'))}%"), pct("cpu"),
-                                              f" load {gb(cpu.get('load1'))}/{cpu.get('cores', '?')}c")))
+            rows.append(("CPU", pct(f"{num(cpu.get('percent'))}%", "cpu", f" load {gb(cpu.get('load1'))}/{cpu.get('cores', '?')}c")))
         if "unavailable" in ram or not ram:
             rows.append(("RAM", Text(f"unavailable: {ram.get('unavailable', 'no data')}", style="dim")))
         else:
-            rows.append(("RAM", Text.assemble(lead(f"{num(ram.get('percent'))}%"), pct("ram"),
-                                              f" {gb(ram.get('available_gb'))}/{gb(ram.get('total_gb'))}G free")))
+            rows.append(("RAM", pct(f"{num(ram.get('percent'))}%", "ram", f" {gb(ram.get('available_gb'))}/{gb(ram.get('total_gb'))}G free")))
         if "unavailable" in disk or not disk:
             rows.append(("disk", Text(f"unavailable: {disk.get('unavailable', 'no data')}", style="dim")))
         else:
@@ -296,11 +289,20 @@ class SystemPanel(Panel):
             rows.append(("GPU", Text(f"✗ no GPU — {gpus.get('unavailable', 'no GPU visible')}", style="yellow")))
         for dev in devices:
             i = dev.get("index")
-            rows.append((f"GPU{i}", Text.assemble(lead(f"{num(dev.get('util'))}%"), pct(f"gpu{i}.util"), " util")))
-            rows.append(("", Text.assemble(lead(f"{gb(dev.get('mem_used_mb', 0) / 1024)}/{gb(dev.get('mem_total_mb', 0) / 1024)}G"),
-                                           pct(f"gpu{i}.mem", style="magenta"), " mem")))
+            rows.append((f"GPU{i}", pct(f"{num(dev.get('util'))}%", f"gpu{i}.util", " util")))
+            rows.append(("", pct(f"{gb(dev.get('mem_used_mb', 0) / 1024)}/{gb(dev.get('mem_total_mb', 0) / 1024)}G",
+                                 f"gpu{i}.mem", " mem", style="magenta")))
             rows.append(("", Text(f"{num(dev.get('temp_c'))}°C {num(dev.get('power_w'))}W {dev.get('name', '')}",
                                   style="dim")))
+        # the sparklines line up after the widest value and fill what the key, value and widest suffix leave
+        lead = max((len(v) for v, *_ in spark.values()), default=0) + 1
+        key_w = max(len(k) for k, _ in rows) + 1
+        width = self.content_size.width
+        rest = width - key_w - lead - max((len(x) for *_, x in spark.values()), default=0)
+        w = min(SERIES_POINTS, max(4, rest)) if width else max(8, view.spark_width // 2)
+        for i, (value, key, style, suffix) in spark.items():
+            line = sparkline(series.get(key, []), w, style=style, lo=0.0, hi=100.0)  # percentages: fixed 0..100
+            rows[i] = (rows[i][0], Text.assemble(value.ljust(lead), line, suffix))
         return kv(rows)
 
 
