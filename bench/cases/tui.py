@@ -7,6 +7,10 @@ to attach, lets it settle, then measures its idle CPU over `--tokens` seconds (d
 window as a percent of one core (goal <= 3). Each timed `run` presses `p` and waits until the
 header's PAUSED marker flips in `capture-pane`: p20/p50/p80 ms are key-press-to-screen latencies
 including the tmux round trip (goal <= 100 ms). Not part of a bare `grpo bench`; skipped without tmux.
+
+Case `tui-inspect`: the same with the inspect screen open (`i` pressed after attach, on the populated
+home's mined groups); each timed `run` presses `j` / `k` and waits until the head line's `group n/N`
+changes (`bench.tui.inspect_keypress_ms`).
 """
 
 from __future__ import annotations
@@ -21,8 +25,8 @@ from typing import Any
 from bench.registry import Case, Size, register
 
 
-def build(size: Size, provider: str) -> dict[str, Any]:
-    from bench.tui import TmuxConsole, idle_cpu, populate
+def build(size: Size, provider: str, screen: str = "main") -> dict[str, Any]:
+    from bench.tui import TmuxConsole, idle_cpu, open_inspect, populate
 
     tmp = Path(tempfile.mkdtemp(prefix="gtb-"))  # short: the control socket path must stay under ~100 bytes
     home = tmp / "h"
@@ -35,6 +39,8 @@ def build(size: Size, provider: str) -> dict[str, Any]:
 
     atexit.register(cleanup)
     console.wait_for("scheduler pid", timeout=120)
+    if screen == "inspect":
+        open_inspect(console)
     time.sleep(4.0)  # two refreshes: start-up work settles
     return {"console": console, "idle": idle_cpu(console, float(size.tokens))}
 
@@ -63,5 +69,33 @@ register(
         extra=lambda inputs: {k: v for k, v in inputs["idle"].items() if k != "console_pid"},
         default=False,
         order=60,
+    )
+)
+
+
+def build_inspect(size: Size, provider: str) -> dict[str, Any]:
+    return build(size, provider, screen="inspect")
+
+
+def run_inspect(provider: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    from bench.tui import inspect_keypress_ms
+
+    return {"ms": inspect_keypress_ms(inputs["console"])}
+
+
+register(
+    Case(
+        name="tui-inspect",
+        summary="grpo-tui in tmux with the inspect screen open: idle CPU % over N s (extra), j/k to screen (time)",
+        providers=("ours",),
+        tokens=(20,),
+        vocabs=(None,),
+        hidden=None,
+        build=build_inspect,
+        run=run_inspect,
+        skip_reason=skip_reason,
+        extra=lambda inputs: {k: v for k, v in inputs["idle"].items() if k != "console_pid"},
+        default=False,
+        order=61,
     )
 )

@@ -70,7 +70,7 @@ def bench_command(
     steps: int,
     groups_per_step: int,
 ) -> None:
-    """Benchmark CASES (logprob, loss, fused-linear by default; also miner, train-step, rollout, tui, calibrate, ddp).
+    """Benchmark CASES (logprob, loss, fused-linear by default; also miner, train-step, rollout, tui, tui-inspect, calibrate, ddp).
 
     Each (case, provider, tokens, vocab) runs in a fresh subprocess: time p20/p50/p80, peak extra
     memory, max abs error vs float64, ratios vs naive (and roofline % on CUDA).

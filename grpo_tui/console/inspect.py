@@ -74,6 +74,15 @@ def _preview(text: str, n: int = 80) -> str:
     return flat if len(flat) <= n else flat[: n - 1] + "…"
 
 
+class _List(OptionList):
+    """An option list whose left / right move between the group and candidate lists (not scroll sideways)."""
+
+    BINDINGS = [
+        Binding("right", "screen.candidates", "Candidates", key_display="enter/→"),
+        Binding("left", "screen.groups", "Groups", key_display="←"),
+    ]
+
+
 class InspectScreen(Screen[None]):
     """Groups and candidates of the home's auto levels, scored by their newest checkpoints."""
 
@@ -82,6 +91,7 @@ class InspectScreen(Screen[None]):
     InspectScreen #inspect-search { height: 1; border: none; padding: 0 1; }
     InspectScreen #inspect-groups { height: 30%; min-height: 4; border: round $primary-darken-1; }
     InspectScreen #inspect-cands { height: 25%; min-height: 4; border: round $primary-darken-1; }
+    InspectScreen OptionList { text-wrap: nowrap; text-overflow: ellipsis; }
     InspectScreen OptionList:focus { border: round $accent; }
     InspectScreen #inspect-detail-box { height: 1fr; border: round $primary-darken-1; padding: 0 1; }
     """
@@ -90,8 +100,6 @@ class InspectScreen(Screen[None]):
         Binding("slash", "search", "Search", key_display="/", tooltip="filter groups by prompt substring"),
         Binding("j", "move(1)", "Down", show=False, tooltip="next group or candidate"),
         Binding("k", "move(-1)", "Up", show=False, tooltip="previous group or candidate"),
-        Binding("right", "candidates", "Candidates", key_display="enter/→", tooltip="the group's candidates"),
-        Binding("left", "groups", "Groups", key_display="←", tooltip="back to the group list"),
     ]
 
     def __init__(self, home: Path, device: str = "cpu", limit: int = 100) -> None:
@@ -110,10 +118,10 @@ class InspectScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Static(Text(" inspect · loading…"), id="inspect-head")
         yield Input(placeholder="/ search prompts (escape closes the search)", id="inspect-search", compact=True)
-        groups = OptionList(id="inspect-groups")
+        groups = _List(id="inspect-groups")
         groups.border_title = "groups (↑↓ / j k; enter or → the candidates)"
         yield groups
-        cands = OptionList(id="inspect-cands")
+        cands = _List(id="inspect-cands")
         cands.border_title = "candidates (reward · axes · advantage · policy score · text)"
         yield cands
         with VerticalScroll(id="inspect-detail-box") as box:

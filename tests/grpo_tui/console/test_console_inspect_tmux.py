@@ -1,0 +1,51 @@
+"""End to end in a real terminal: `grpo-tui` in tmux on `grpo demo seed` data runs one auto cycle (bow),
+then `i` opens the inspect screen, which shows the newest mined prompt's words and its candidates'
+rewards, scored by the cycle's checkpoint; escape goes back to the main screen.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from bench.tui import TmuxConsole, shutdown
+from grpo_tui.cli import main as grpo
+from grpo_tui.cycles import read_cycles
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (apt-get install tmux)")
+
+
+def test_tmux_inspect_screen_after_one_auto_cycle(tmp_path_factory: pytest.TempPathFactory) -> None:
+    home = Path(tmp_path_factory.mktemp("tmi")) / "h"
+    assert grpo(["--home", str(home), "demo", "seed", "--actions", "300", "--days", "1", "--json"]) == 0
+    config = home.parent / "short.yaml"
+    config.write_text("period_sec: 3600\nsteps: 3\nmin_groups: 1\nmode: single\nhours: 48\ndevice: cpu\n")
+    console = TmuxConsole(home, "--config-file", str(config), "--refresh", "1", width=120, height=40)
+    try:
+        console.wait_for("scheduler pid", timeout=120)
+        console.send("a")
+        console.wait_for("start auto mode", timeout=20)
+        console.send("Enter")
+        deadline = time.monotonic() + 240
+        while not any(c.get("outcome") == "ok" for c in read_cycles(home)):
+            assert time.monotonic() < deadline, f"no ok cycle; screen:\n{console.screen()}"
+            time.sleep(0.5)
+        newest = orjson.loads((home / "auto" / "global.jsonl").read_bytes().splitlines()[-1])
+        console.send("i")
+        screen = console.wait_for("group 1/", timeout=60)
+        screen = console.wait_for("bow step", timeout=120)  # scored by the cycle's checkpoint
+        flat = " ".join(screen.split())
+        assert " ".join(newest["prompt"].split()[:4]) in flat
+        for cand in newest["candidates"][:2]:
+            assert f"r {cand['reward']:+.3f}" in flat
+        assert "bow policy: no tokens" in flat and "uniform reference" in flat
+        console.send("Escape")
+        console.wait_for("group 1/", timeout=20, absent=True)
+    finally:
+        console.close(shutdown_daemon=False)
+        shutdown(home)
+        grpo(["--home", str(home), "store", "stop"])
