@@ -140,12 +140,15 @@ def load_groups(home: Path, limit: int = 100) -> tuple[list[InspectGroup], list[
 
 
 _LOCK = threading.Lock()
-_POLICIES: dict[tuple[str, str], tuple[Any, dict[str, Any]] | str] = {}  # (checkpoint dir, device) -> (policy, meta) | error
+_POLICIES: dict[tuple[str, str], tuple[Any, dict[str, Any]] | str] = {}  # (checkpoint dir, device) -> (policy, meta) | error;
+# one entry per run: the newest checkpoint scored
 
 
 def _policy(checkpoint: Path, meta: dict[str, Any], device: str) -> tuple[Any, dict[str, Any]] | str:
     key = (str(checkpoint), device)
     if key not in _POLICIES:
+        for old in [k for k in _POLICIES if Path(k[0]).parent == checkpoint.parent]:
+            del _POLICIES[old]  # a newer checkpoint of the same run replaces the older one in memory
         try:
             from policy.backends import policy_for_checkpoint
 
