@@ -43,6 +43,8 @@ RATES = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)  # refresh periods `+` / `-` step throu
 START_ACTIONS = ("start_auto", "mine", "train")
 EDIT_ACTIONS = ("stop_auto", "edit_guard")
 GUARD_KEYS = {"disk": "min_free_gb", "ram": "min_ram_gb", "vram": "min_vram_mb"}
+SCROLL_HELP = ("scroll the panels: a page, to the top or bottom, a line (at 80x24 they stack; the title line "
+               "says when there is more below)")
 
 
 class GrpoConsole(App[str]):
@@ -65,12 +67,12 @@ class GrpoConsole(App[str]):
         Binding("plus", "faster", "Faster", key_display="+", show=False, tooltip="refresh more often"),
         Binding("minus", "slower", "Slower", key_display="-", show=False, tooltip="refresh less often"),
         # scrolling the panels (at 80x24 they stack): one help row, see `help_rows`
-        Binding("pagedown", "scroll_main('page_down')", "Page down", show=False),
-        Binding("pageup", "scroll_main('page_up')", "Page up", show=False),
-        Binding("home", "scroll_main('home')", "Top", show=False),
-        Binding("end", "scroll_main('end')", "Bottom", show=False),
-        Binding("j", "scroll_main('down')", "Line down", show=False),
-        Binding("k", "scroll_main('up')", "Line up", show=False),
+        Binding("pagedown", "scroll_main('page_down')", "Page down", show=False, tooltip=SCROLL_HELP),
+        Binding("pageup", "scroll_main('page_up')", "Page up", show=False, tooltip=SCROLL_HELP),
+        Binding("home", "scroll_main('home')", "Top", show=False, tooltip=SCROLL_HELP),
+        Binding("end", "scroll_main('end')", "Bottom", show=False, tooltip=SCROLL_HELP),
+        Binding("j", "scroll_main('down')", "Line down", show=False, tooltip=SCROLL_HELP),
+        Binding("k", "scroll_main('up')", "Line up", show=False, tooltip=SCROLL_HELP),
     ]
 
     def __init__(self, source: Source, *, readonly: bool = False, refresh: float = 2.0, mode: str = "daemon",
@@ -359,9 +361,7 @@ class GrpoConsole(App[str]):
             assert isinstance(binding, Binding)
             if binding.action.startswith("scroll_main"):
                 if binding.key == "pagedown":
-                    rows.append(("pagedown / pageup / home / end / j / k",
-                                 "scroll the panels: a page, to the top or bottom, a line (at 80x24 they stack; "
-                                 "the title line says when there is more below)", "enabled"))
+                    rows.append(("pagedown / pageup / home / end / j / k", SCROLL_HELP, "enabled"))
                 continue
             keys = " / ".join("?" if k == "question_mark" else {"plus": "+", "minus": "-"}.get(k, k)
                               for k in binding.key.split(","))
