@@ -194,10 +194,7 @@ class GrpoConsole(App[str]):
                 panel.show(snap, view)  # type: ignore[attr-defined]
             except Exception as exc:  # a panel that cannot render this data says so; the console goes on
                 self.notify(f"{panel.id} panel: {type(exc).__name__}: {exc}", title="render", severity="error")
-        main = self.screen_stack[0].query_one("#main", VerticalScroll)
-        if (main.max_scroll_y > 0) != self._scrollable:  # say how to scroll only when there is more below
-            self._scrollable = main.max_scroll_y > 0
-            self._set_subtitle()
+        self.call_after_refresh(self._scroll_hint)  # once the panels' new sizes are laid out
         enabled = (self.start_blocked(), self.edit_blocked())
         if enabled != self._enabled:  # re-draws the footer: only when an action's state changed
             self._enabled = enabled
@@ -348,6 +345,18 @@ class GrpoConsole(App[str]):
 
     def action_slower(self) -> None:
         self._set_rate(min([r for r in RATES if r > self.refresh_s] or [RATES[-1]]))
+
+    def _scroll_hint(self) -> None:
+        """Say how to scroll in the title line only when the panels overflow the screen."""
+        if not self.screen_stack:
+            return
+        main = self.screen_stack[0].query_one("#main", VerticalScroll)
+        if (main.max_scroll_y > 0) != self._scrollable:
+            self._scrollable = main.max_scroll_y > 0
+            self._set_subtitle()
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._scroll_hint)
 
     def action_scroll_main(self, how: str) -> None:
         """pagedown/pageup/home/end (and j/k a line) scroll the panels, whatever has focus."""

@@ -384,8 +384,8 @@ def headline(records: list[dict]) -> Text | None:
     if start is not None:
         parts.append((f" (from {num(start)})", "dim"))
     if last.get("policy_expected_reward") is not None:
-        parts += [("  expected reward ", "dim"), (num(last["policy_expected_reward"]), "bold")]
-    parts.append((f"  @ step {last.get('step', '?')}", "dim"))
+        parts += [(" · exp reward ", "dim"), (num(last["policy_expected_reward"]), "bold")]
+    parts.append((f" · step {last.get('step', '?')}", "dim"))
     return Text.assemble(*parts)
 
 

@@ -21,7 +21,10 @@ def _metrics(level: int, steps: int = 40, nan_at: int | None = None) -> list[dic
         rec = {"step": 400 * level + i, "loss": 0.9 * math.exp(-3 * x) + 0.05 * math.sin(7 * i),
                "reward_mean": 0.3 + 0.4 * x + 0.03 * math.cos(5 * i), "kl": 0.002 + 0.05 * x * x,
                "clip_frac_low": 0.01 * (i % 3), "clip_frac_high": 0.02 * x, "lr": 1e-4 if i < 30 else 5e-5,
-               "grad_norm": 0.8 + 0.3 * math.sin(i / 3), "nan_skips": 0, "timestamp": NOW - 60 + i}
+               "grad_norm": 0.8 + 0.3 * math.sin(i / 3), "nan_skips": 0, "timestamp": NOW - 60 + i,
+               "entropy": 2.1 - 0.6 * x, "world_size": 1}
+        if i % 10 == 0:  # held-out quality every 10 steps, beside the run's untrained baseline
+            rec.update(val_pairwise_acc=0.55 + 0.25 * x, val_pairwise_acc_start=0.55, policy_expected_reward=0.35 + 0.2 * x)
         if nan_at is not None and i >= nan_at:
             rec["loss"] = None
             rec["grad_norm"] = None
@@ -75,7 +78,7 @@ def snapshot(nan: bool = False, gpu: bool = True, guard_ok: bool = True, schedul
               "lr_gamma": 0.5, "beta": 0.04, "kl_warmup": 0, "kl_target": None,
               "guard": {"min_free_gb": 5.0, "min_ram_gb": 2.0, "min_vram_mb": 0.0}}
     status = {"ok": True, "state": "running", "job": "cycle", "config": config, "next_cycle_in": None,
-              "cycle_running_for": 75.0, "cycles_run": 12, "last_cycle": cycles[-1], "cycles": cycles, "pid": 4200,
+              "cycle_running_for": 75.0, "phase": "train global", "cycles_run": 12, "last_cycle": cycles[-1], "cycles": cycles, "pid": 4200,
               "home": "/data/agent/.grpo", "guard": guard, "stats": stats}
     series = {"cpu": [20 + 30 * abs(math.sin(i / 5)) for i in range(60)],
               "ram": [20 + i / 20 for i in range(60)]}
@@ -95,7 +98,8 @@ def snapshot(nan: bool = False, gpu: bool = True, guard_ok: bool = True, schedul
     return Snapshot(time=NOW, status=status if scheduler else None,
                     status_error=None if scheduler else "no scheduler is running for /data/agent/.grpo (no control.sock)",
                     stats=stats, stats_origin="scheduler" if scheduler else "local", guard=guard, metrics=metrics,
-                    heartbeats={"global": NOW - 2}, checkpoints=ckpts, log=log, series=series)
+                    heartbeats={"global": NOW - 2}, checkpoints=ckpts, log=log, series=series,
+                    runs={"global": {"start_step": 0, "target_step": 400, "started": NOW - 61}})
 
 
 def fixed_source(**kw: bool) -> FixedSource:
