@@ -1,7 +1,9 @@
-"""Regenerate docs/console.svg: `grpo demo seed` data, one real hierarchical auto cycle (bow policy),
-then the console's own screenshot (`App.save_screenshot`) at 120x40.
+"""Regenerate docs/console.svg and docs/inspect.svg: `grpo demo seed` data, one real hierarchical auto
+cycle (the tiny transformer policy, so the inspect screen has tokens to colour), then the console's own
+screenshots (`App.save_screenshot`) at 120x40: the main screen, and the inspect screen (`i`) on the
+newest group's best candidate once the worker has scored it.
 
-    python docs/make_console_svg.py        # about a minute on a CPU box; uses /tmp/grpo-shot/.grpo
+    python docs/make_console_svg.py        # a few minutes on a CPU box; uses /tmp/grpo-shot/.grpo
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 from grpo_tui.cli import main as grpo
 from grpo_tui.config import AutoConfig
 from grpo_tui.console.app import GrpoConsole
+from grpo_tui.console.inspect import InspectScreen
 from grpo_tui.console.source import LiveSource
 from grpo_tui.daemon import Host
 
@@ -26,7 +29,13 @@ async def shot(home: Path) -> str:
         while app.polls < 4:  # a few refreshes: the CPU / RAM sparklines have points
             await pilot.pause(0.2)
         await pilot.pause(0.5)
-        return app.save_screenshot("console.svg", str(DOCS))
+        main = app.save_screenshot("console.svg", str(DOCS))
+        await pilot.press("i")
+        while not isinstance(app.screen, InspectScreen) or not app.screen.analyses:  # scored by its worker
+            await pilot.pause(0.2)
+        await pilot.press("enter")  # the candidates list; the detail pane shows the highlighted one's tokens
+        await pilot.pause(0.5)
+        return main + "\n" + app.save_screenshot("inspect.svg", str(DOCS))
 
 
 def main() -> None:
@@ -35,7 +44,7 @@ def main() -> None:
     assert grpo(["--home", str(home), "demo", "seed", "--json"]) == 0
     host = Host(home)
     try:
-        cfg = AutoConfig(period_sec=900, mode="hierarchical", steps=40, min_groups=5, device="cpu")
+        cfg = AutoConfig(period_sec=900, mode="hierarchical", steps=20, min_groups=5, device="cpu", model="tiny")
         host.handle({"cmd": "start", "config": cfg.model_dump(mode="json", exclude={"guard"})})
         while not (host.scheduler.state == "waiting" and host.scheduler.cycles_run >= 1):
             time.sleep(1)

@@ -385,8 +385,7 @@ def headline(records: list[dict]) -> Text | None:
         parts.append((f" (from {num(start)})", "dim"))
     if last.get("policy_expected_reward") is not None:
         parts += [(" · exp reward ", "dim"), (num(last["policy_expected_reward"]), "bold")]
-    parts.append((f" · step {last.get('step', '?')}", "dim"))
-    return Text.assemble(*parts)
+    return Text.assemble(*parts)  # the step it was measured at: under the level's name
 
 
 class MetricsPanel(Panel):

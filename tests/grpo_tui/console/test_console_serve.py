@@ -9,6 +9,8 @@ JavaScript come from the package) and a Chromium binary; skipped, saying which i
 from __future__ import annotations
 
 import importlib.util
+import os
+import signal
 import shutil
 import socket
 import subprocess
@@ -17,6 +19,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
 
 CHROMIUMS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
@@ -65,6 +68,10 @@ def test_console_under_textual_serve_in_headless_chromium(tmp_path_factory: pyte
         pytest.skip("neither textual-dev (`textual serve`) nor textual-serve is installed: pip install -e '.[serve]'")
     if chromium is None:
         pytest.skip(f"no Chromium binary on PATH (looked for {', '.join(CHROMIUMS)})")
+    if importlib.util.find_spec("playwright") is None:
+        pytest.skip("playwright (the Python package that drives Chromium) is not installed: pip install -e '.[test]'")
+    from playwright.sync_api import sync_playwright
+
     log = tmp_path_factory.mktemp("srvlog") / "serve.log"
     shot = tmp_path_factory.mktemp("shot") / "console.png"
     with open(log, "wb") as out:
@@ -72,17 +79,26 @@ def test_console_under_textual_serve_in_headless_chromium(tmp_path_factory: pyte
     try:
         page = _wait_http(f"http://127.0.0.1:{port}/", 60)
         assert "<html" in page.lower(), page[:500]
-        subprocess.run([chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                        "--window-size=1280,860", "--virtual-time-budget=20000", f"--screenshot={shot}",
-                        f"http://127.0.0.1:{port}/"],
-                       check=True, timeout=120, capture_output=True, cwd=shot.parent)
-    finally:
-        server.terminate()
+        with sync_playwright() as pw:  # Debian's Chromium, not a browser of Playwright's own (no download)
+            browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu",
+                                         "--disable-background-networking", "--disable-component-update", "--disable-sync"])  # fmt: skip
+            tab = browser.new_page(viewport={"width": 1280, "height": 860})
+            tab.goto(f"http://127.0.0.1:{port}/")
+            tab.wait_for_selector("body.-first-byte", timeout=60_000)  # textual-serve: the app's first output arrived
+            tab.wait_for_timeout(4_000)  # its first refreshes draw the panels
+            assert not tab.is_visible(".intro-dialog"), "the served page never left its intro dialog"
+            tab.screenshot(path=str(shot))
+            browser.close()
+    finally:  # the server and the console it started (same process group: its own session)
+        os.killpg(server.pid, signal.SIGTERM)
         try:
             server.wait(15)
         except subprocess.TimeoutExpired:
-            server.kill()
+            os.killpg(server.pid, signal.SIGKILL)
             server.wait(5)
+        for proc in psutil.process_iter(["cmdline"]):  # nothing of this test's home keeps running
+            if str(home) in " ".join(proc.info["cmdline"] or []):
+                proc.kill()
     assert shot.exists() and shot.stat().st_size > 5_000, f"no screenshot; server log:\n{log.read_text()[-2000:]}"
     from PIL import Image
 
