@@ -4,8 +4,9 @@ seeded with `grpo demo seed` (the embedded store), training the `bow` policy in 
 Each key is checked by the state change it causes on the scheduler or in the home's files, not by the
 screen alone: `a` starts auto mode and a cycle record appears, `s` stops it, `m` / `t` leave a mine /
 train job record, `g` rewrites guard.json, a failing guard refuses `a`, `p` stops the polling, `+` /
-`-` change the refresh period, `?` / F1 open the help, ctrl+p the command palette, and `q` exits with
-the scheduler still running.
+`-` change the refresh period, `?` / F1 open the help, ctrl+p the command palette, `a` while auto mode
+runs is refused without the form, `i` shows the cycle's mined groups scored by the new checkpoint, a
+screenshot lands under the home, and `q` exits with the scheduler still running.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from console_fixed import plain_screen
 
 from grpo_tui.cli import main as grpo
 from grpo_tui.console.app import GrpoConsole
+from grpo_tui.console.inspect import InspectScreen
 from grpo_tui.console.screens import GuardScreen, HelpScreen, StartAutoScreen
 from grpo_tui.console.source import LiveSource
 from grpo_tui.cycles import read_cycles
@@ -86,6 +88,25 @@ async def _drive_every_binding(home: Path) -> None:
             await until(pilot, lambda: bool((app.snapshot.status or {}).get("cycles")), 10, "the cycle on screen")
             assert app.snapshot.metrics.get("global"), "metrics of the trained level are shown"
             assert app.snapshot.checkpoints, "the checkpoint is listed"
+
+            # a while auto mode runs: refused up front (a notification), no form
+            await pilot.press("a")
+            await until(pilot, lambda: any("s stops it" in str(n.message) for n in app._notifications), 5, "the refusal")
+            assert not isinstance(app.screen, StartAutoScreen)
+
+            # i: the inspect screen shows this cycle's mined groups, scored by the level's new checkpoint
+            prompts = [orjson.loads(line)["prompt"] for line in (home / "auto" / "global.jsonl").read_text().splitlines()]
+            await pilot.press("i")
+            await until(pilot, lambda: isinstance(app.screen, InspectScreen) and bool(app.screen.analyses), 120, "scores")
+            screen = plain_screen(app)
+            assert any(p[:40] in screen for p in prompts) and "bow step 3" in screen
+            assert "adv" in screen and "score" in screen
+            await pilot.press("escape")
+            await until(pilot, lambda: not isinstance(app.screen, InspectScreen), 5, "the inspect screen to close")
+
+            # ctrl+p -> screenshot: under the home, not ~/Downloads
+            app.deliver_screenshot()
+            await until(pilot, lambda: list((home / "screenshots").glob("*.svg")), 10, "the screenshot file")
 
             # s: stop
             await pilot.press("s")
