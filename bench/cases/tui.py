@@ -55,22 +55,19 @@ def skip_reason(provider: str, device: str) -> str | None:
     return None if shutil.which("tmux") else "tmux is not installed (apt-get install tmux)"
 
 
-register(
-    Case(
-        name="tui",
-        summary="grpo-tui in tmux: idle CPU % of one core over N s (extra), key press to screen (time)",
-        providers=("ours",),
-        tokens=(20,),
-        vocabs=(None,),
-        hidden=None,
-        build=build,
-        run=run,
-        skip_reason=skip_reason,
-        extra=lambda inputs: {k: v for k, v in inputs["idle"].items() if k != "console_pid"},
-        default=False,
-        order=60,
+def _register(name: str, summary: str, build_fn: Any, run_fn: Any, order: int) -> None:
+    """One tmux console case: idle CPU in `extra`, a key press to screen as the timed op."""
+    register(
+        Case(
+            name=name, summary=summary, providers=("ours",), tokens=(20,), vocabs=(None,), hidden=None,
+            build=build_fn, run=run_fn, skip_reason=skip_reason,
+            extra=lambda inputs: {k: v for k, v in inputs["idle"].items() if k != "console_pid"},
+            default=False, order=order,
+        )
     )
-)
+
+
+_register("tui", "grpo-tui in tmux: idle CPU % of one core over N s (extra), key press to screen (time)", build, run, 60)
 
 
 def build_inspect(size: Size, provider: str) -> dict[str, Any]:
@@ -83,19 +80,5 @@ def run_inspect(provider: str, inputs: dict[str, Any]) -> dict[str, Any]:
     return {"ms": inspect_keypress_ms(inputs["console"])}
 
 
-register(
-    Case(
-        name="tui-inspect",
-        summary="grpo-tui in tmux with the inspect screen open: idle CPU % over N s (extra), j/k to screen (time)",
-        providers=("ours",),
-        tokens=(20,),
-        vocabs=(None,),
-        hidden=None,
-        build=build_inspect,
-        run=run_inspect,
-        skip_reason=skip_reason,
-        extra=lambda inputs: {k: v for k, v in inputs["idle"].items() if k != "console_pid"},
-        default=False,
-        order=61,
-    )
-)
+_register("tui-inspect", "grpo-tui in tmux with the inspect screen open: idle CPU % over N s (extra), j/k to screen (time)",
+          build_inspect, run_inspect, 61)

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import shutil
 import time
-from pathlib import Path
 
 import orjson
 import pytest
+from tmux_home import console_on_demo_home
 
-from bench.tui import TmuxConsole, shutdown
+from bench.tui import shutdown
 from grpo_tui.cli import main as grpo
 from grpo_tui.cycles import read_cycles
 
@@ -20,11 +20,7 @@ pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is no
 
 
 def test_tmux_inspect_screen_after_one_auto_cycle(tmp_path_factory: pytest.TempPathFactory) -> None:
-    home = Path(tmp_path_factory.mktemp("tmi")) / "h"
-    assert grpo(["--home", str(home), "demo", "seed", "--actions", "300", "--days", "1", "--json"]) == 0
-    config = home.parent / "short.yaml"
-    config.write_text("period_sec: 3600\nsteps: 3\nmin_groups: 1\nmode: single\nhours: 48\ndevice: cpu\n")
-    console = TmuxConsole(home, "--config-file", str(config), "--refresh", "1", width=120, height=40)
+    home, console = console_on_demo_home(tmp_path_factory, "tmi")
     try:
         console.wait_for("scheduler pid", timeout=120)
         console.send("a")

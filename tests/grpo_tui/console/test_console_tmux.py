@@ -6,11 +6,11 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
+from tmux_home import console_on_demo_home
 
-from bench.tui import TmuxConsole, shutdown
+from bench.tui import shutdown
 from grpo_tui.cli import main as grpo
 from grpo_tui.control import ControlClient, socket_path
 from grpo_tui.daemon import read_state
@@ -19,11 +19,7 @@ pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is no
 
 
 def test_tmux_console_starts_auto_mode_and_quits_leaving_the_daemon(tmp_path_factory: pytest.TempPathFactory) -> None:
-    home = Path(tmp_path_factory.mktemp("tmx")) / "h"
-    assert grpo(["--home", str(home), "demo", "seed", "--actions", "300", "--days", "1", "--json"]) == 0
-    config = home.parent / "short.yaml"
-    config.write_text("period_sec: 3600\nsteps: 3\nmin_groups: 1\nmode: single\nhours: 48\ndevice: cpu\n")
-    console = TmuxConsole(home, "--config-file", str(config), "--refresh", "1", width=120, height=40)
+    home, console = console_on_demo_home(tmp_path_factory, "tmx")
     try:
         console.wait_for("scheduler pid", timeout=120)  # the console started the daemon and attached to it
         pid = read_state(home)["pid"]
