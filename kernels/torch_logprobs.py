@@ -9,6 +9,9 @@ Per chunk of rows, with x the raw logits and z = x / T, in the shifted form:
     m = max_v x,  d = (x - m) / T <= 0,  e = exp(d),  s = sum_v e,  u = sum_v d * e
     lse = m / T + log s,  logp = (x[id] - m) / T - log s,  entropy = log s - u / s
     dlogits = g / T * (onehot(id) - exp(z - lse))
+A negative id (the Hugging Face ignore index -100 on a masked position) marks an ignored row: logp = lse =
+entropy = 0 and a zero dlogits row (the gather and scatter use the id clamped to 0, then the row is zeroed),
+as in the Triton kernels, so padded tokens cost nothing and never raise or poison the loss.
 Both V-wide sums are ATen reductions accumulated in float64 (never a BLAS dot): their result does not
 depend on the summation order, so the CPU model, its vector width, the thread count and the row's
 alignment do not change it. What is left is the fp32 rounding of each term (d, exp(d), d * e: a few
@@ -84,7 +87,8 @@ def _for_each_chunk(n: int, vocab: int, device: torch.device, work: Callable[[],
 
 
 def logprobs_forward(logits: Tensor, ids: Tensor, temperature: float) -> tuple[Tensor, Tensor, Tensor]:
-    """logits (N, V) fp32/bf16/fp16, any row stride (last dim contiguous); ids (N,) int64 in [0, V).
+    """logits (N, V) fp32/bf16/fp16, any row stride (last dim contiguous); ids (N,) int64 in [0, V), or
+    negative for an ignored row (logp = lse = entropy = 0).
 
     Returns logp (N,) fp32 = log_softmax(logits/T)[ids], lse (N,) fp32 = logsumexp(logits/T) and
     entropy (N,) fp32 = -sum p log p of softmax(logits/T). Never materialises (N, V) fp32.
@@ -105,7 +109,9 @@ def logprobs_forward(logits: Tensor, ids: Tensor, temperature: float) -> tuple[T
             if x.dtype != torch.float32:
                 x = d.copy_(x)  # fp32 (exact for bf16/fp16) before any arithmetic
             m = x.amax(dim=1, keepdim=True)  # (C, 1) max of the raw logits
-            picked = x.gather(1, ids[start:stop, None]).squeeze(1).double()  # (C,) raw logit of the chosen token
+            tok = ids[start:stop]  # (C,)
+            ignored = tok < 0  # (C,) rows with the ignore index: zeros below
+            picked = x.gather(1, tok.clamp(min=0)[:, None]).squeeze(1).double()  # (C,) raw logit of the chosen token
             torch.sub(x, m, out=d)  # (C, V) in place when x is the fp32 copy
             if temperature != 1.0:
                 d.div_(temperature)
@@ -115,9 +121,9 @@ def logprobs_forward(logits: Tensor, ids: Tensor, temperature: float) -> tuple[T
             # The (C,)-sized tail in float64: one rounding per output, to fp32 at the end.
             log_s = s.log()  # (C,)
             m = m.squeeze(1).double()  # (C,)
-            lse[start:stop] = m / temperature + log_s
-            logp[start:stop] = (picked - m) / temperature - log_s
-            entropy[start:stop] = log_s - u / s
+            lse[start:stop] = (m / temperature + log_s).masked_fill_(ignored, 0.0)
+            logp[start:stop] = ((picked - m) / temperature - log_s).masked_fill_(ignored, 0.0)
+            entropy[start:stop] = (log_s - u / s).masked_fill_(ignored, 0.0)
 
         return run
 
@@ -130,7 +136,8 @@ def logprobs_backward(
 ) -> Tensor:
     """dlogits (N, V) in logits.dtype = grad_logp[:, None] * (onehot(ids) - softmax(logits/T)) / T.
 
-    Computed in fp32 and written into `out` when given (`out` may be `logits` itself: in place).
+    Computed in fp32 and written into `out` when given (`out` may be `logits` itself: in place). Rows with
+    a negative id get zeros.
     """
     n, vocab = logits.shape
     if out is None:
@@ -152,7 +159,11 @@ def logprobs_backward(
             else:
                 torch.div(x, temperature, out=target).sub_(lse[start:stop, None])
             target.exp_().mul_(scale[start:stop, None].neg())  # -g/T * p
-            target.scatter_add_(1, ids[start:stop, None], scale[start:stop, None])  # + g/T at the chosen id
+            tok = ids[start:stop]  # (C,)
+            target.scatter_add_(1, tok.clamp(min=0)[:, None], scale[start:stop, None])  # + g/T at the chosen id
+            ignored = tok < 0  # (C,) ignore index: lse is 0 there, so the row above is garbage; zero it
+            if bool(ignored.any()):
+                target.masked_fill_(ignored[:, None], 0.0)
             if buf is not None:
                 out[start:stop].copy_(target)
 

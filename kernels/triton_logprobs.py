@@ -12,7 +12,10 @@ vocabulary tail is masked (odd V such as 50257), all math is fp32 whatever the l
 offsets are int64 (N * V may exceed 2**31). The backward re-reads the logits and writes
 dlogits = g * (onehot(ids) - softmax(logits / T)) / T, optionally in place into the logits buffer.
 
-ids must lie in [0, V): an out-of-range id is not read (the load is masked) and yields a NaN log-prob.
+A negative id (the Hugging Face ignore index -100 on a masked position) marks an ignored row: its program
+writes logp = lse = entropy = 0 and returns without reading the logits, and the backward writes a zero
+dlogits row (also in place), so padded tokens cost nothing and never poison the loss with NaN. Any other
+id must lie in [0, V): an id >= V is not read (the load is masked) and yields a NaN log-prob.
 When V and the row stride are multiples of 16 (128256, 151936) the JIT's divisibility hints give 16-byte
 vector loads; an odd V (50257) misaligns rows and the loads stay scalar (still correct, and reported
 separately by kernels/aot.py). The kernels use only triton.language (tl.max, tl.sum, ...), so the tests
@@ -58,6 +61,12 @@ def _logprobs_fwd_kernel(
     BLOCK_V: tl.constexpr,
 ):
     row = tl.program_id(0).to(tl.int64)
+    tok = tl.load(ids_ptr + row)
+    if tok < 0:  # ignored row (id -100): zeros, no logits read
+        tl.store(logp_ptr + row, 0.0)
+        tl.store(lse_ptr + row, 0.0)
+        tl.store(entropy_ptr + row, 0.0)
+        return
     row_ptr = logits_ptr + row * stride_row
     cols = tl.arange(0, BLOCK_V)
 
@@ -85,8 +94,7 @@ def _logprobs_fwd_kernel(
     lse = m + log_s
     entropy = log_s - u / s  # -sum p log p with log p = (z - m) - log s
 
-    tok = tl.load(ids_ptr + row)
-    valid = (tok >= 0) & (tok < V)
+    valid = tok < V
     x_tok = tl.load(row_ptr + tok, mask=valid, other=float("nan"))
     # Shifted form: (z_tok - m) - log s, not z_tok - lse, so the fp32 rounding of lse does not enter logp.
     logp = (x_tok.to(tl.float32) * inv_temperature - m) - log_s
@@ -115,6 +123,11 @@ def _logprobs_bwd_kernel(
     cols = tl.arange(0, BLOCK_V)
 
     tok = tl.load(ids_ptr + row)
+    if tok < 0:  # ignored row (id -100): a zero dlogits row, no logits read
+        for start in range(0, V, BLOCK_V):
+            offs = start + cols
+            tl.store(out_ptr + offs, tl.zeros((BLOCK_V,), dtype=dlogits_ptr.dtype.element_ty), mask=offs < V)
+        return
     lse = tl.load(lse_ptr + row)
     g = tl.load(grad_ptr + row) * inv_temperature  # d logp / d z = onehot - p, and dz / dx = 1 / T
 
@@ -158,8 +171,8 @@ def _rows(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 def logprobs_forward(
     logits: torch.Tensor, ids: torch.Tensor, temperature: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """logits (N, V) fp32/bf16/fp16, any row stride (last dim contiguous); ids (N,) int64 in [0, V).
-    Returns logp (N,) fp32 = log_softmax(logits/T)[ids], lse (N,) fp32 = logsumexp(logits/T),
+    """logits (N, V) fp32/bf16/fp16, any row stride (last dim contiguous); ids (N,) int64 in [0, V), or
+    negative for an ignored row (logp = lse = entropy = 0). Returns logp (N,) fp32 = log_softmax(logits/T)[ids], lse (N,) fp32 = logsumexp(logits/T),
     entropy (N,) fp32 = -sum p log p of softmax(logits/T). Never materialises (N, V) fp32."""
     _check(logits, ids, temperature)
     n, v = logits.shape
@@ -196,7 +209,8 @@ def logprobs_backward(
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """dlogits (N, V) in logits.dtype = grad_logp[:, None] * (onehot(ids) - softmax(logits/T)) / T,
-    computed in fp32 and written into `out` when given (out may be `logits` itself: in-place)."""
+    computed in fp32 and written into `out` when given (out may be `logits` itself: in-place). Rows with a
+    negative id get zeros."""
     _check(logits, ids, temperature)
     n, v = logits.shape
     if lse.shape != (n,) or grad_logp.shape != (n,):

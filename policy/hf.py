@@ -36,6 +36,7 @@ from policy.prompting import PromptFormat, install_template, prompt_ids
 
 log = logging.getLogger("policy")
 ADAPTER_DIR = "adapter"
+IGNORE_INDEX = -100  # Hugging Face's label ignore index: the kernels skip rows whose id is negative
 
 
 class HFPolicy:
@@ -198,6 +199,12 @@ class HFPolicy:
                   "attention_mask": x["attention_mask"].to(self.device, non_blocking=True), "prompt_len": x["prompt_len"]}
         return Encoded(ids=enc.ids.to(self.device, non_blocking=True), mask=enc.mask.to(self.device, non_blocking=True), inputs=inputs)
 
+    @staticmethod
+    def _targets(enc: Encoded) -> Tensor:
+        """(G, T) target ids with IGNORE_INDEX at masked positions (padding, cut completions): the kernels
+        skip those rows (log-prob 0, no gradient, no logits read), so padded tokens cost nothing."""
+        return enc.ids.masked_fill(enc.mask == 0, IGNORE_INDEX)
+
     def loss(
         self, enc: Encoded, old_logp: Tensor | None, ref_logp: Tensor | None, advantages: Tensor, *,
         beta: float, normalizer: float, opts: LossOptions,
@@ -206,7 +213,7 @@ class HFPolicy:
         hidden = self._hidden(enc)  # (G, T, H)
         weight, bias = self._head(hidden.dtype)
         return fused_linear_grpo_loss(
-            hidden, weight, enc.ids, old_logp, ref_logp, advantages.to(self.device), enc.mask,
+            hidden, weight, self._targets(enc), old_logp, ref_logp, advantages.to(self.device), enc.mask,
             bias=bias, loss_type=opts.loss_type, eps_low=opts.eps_low, eps_high=opts.eps_high, delta=opts.delta,
             beta=beta, temperature=opts.temperature, ratio_level=opts.ratio_level, normalizer=normalizer,
         )  # fmt: skip
@@ -218,7 +225,7 @@ class HFPolicy:
             hidden = self._hidden(enc, lm)  # (G, T, H)
             weight, bias = self._head(hidden.dtype, lm)
             _, stats = fused_linear_grpo_loss(
-                hidden, weight, enc.ids, None, None, torch.zeros(g, device=self.device), enc.mask,
+                hidden, weight, self._targets(enc), None, None, torch.zeros(g, device=self.device), enc.mask,
                 bias=bias, temperature=temperature,
             )  # fmt: skip
         return stats.logp  # (G, T)

@@ -151,3 +151,20 @@ def test_bad_inputs_raise_typed_errors() -> None:
         fused_linear_grpo_loss(hidden, weight, ids, old, ref, adv, mask, bias=torch.zeros(7))
     with pytest.raises(OptionError, match="loss_type"):
         fused_linear_grpo_loss(hidden, weight, ids, old, ref, adv, mask, loss_type="nope")
+
+
+def test_ignore_index_on_masked_tokens_costs_nothing() -> None:
+    """ids -100 at masked positions (HF labels): finite loss equal to float64 TRL on the real ids, zero hidden
+    gradient on those positions, logp 0 there (issue 12)."""
+    hidden, weight, _, ids, old, ref, adv, mask = problem(3, 5, 16, 1003, seed=11)
+    mask[0, 0] = 0.0  # a masked position in the middle of live ones too
+    leaves = [hidden.clone().requires_grad_(True), weight.clone().requires_grad_(True)]
+    loss, stats = fused_linear_grpo_loss(leaves[0], leaves[1], ids.masked_fill(mask == 0, -100), old, ref, adv, mask, beta=0.04, chunk_tokens=4)
+    loss.backward()
+    leaves64 = [x.detach().double().requires_grad_(True) for x in leaves]
+    loss64 = trl_loss64(leaves64[0] @ leaves64[1].T, ids, old, ref, adv, mask, beta=0.04)
+    loss64.backward()
+    assert torch.isfinite(loss) and abs(loss.item() - loss64.item()) <= LOSS_TOL
+    assert torch.all(leaves[0].grad[mask == 0] == 0) and torch.all(stats.logp[mask == 0] == 0)
+    for got, want in zip(leaves, leaves64):
+        assert rel(got.grad, want.grad) <= FUSED_GRAD_TOL

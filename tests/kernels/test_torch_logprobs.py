@@ -217,3 +217,27 @@ def test_chunked_bf16_backward_over_threads_matches_float64(monkeypatch: pytest.
     assert_within(logp, want_logp, logp_tol(want_logp), "logp")
     assert_grad_matches(x.grad, logits, ids, grad, 1.1)
 
+
+
+@pytest.mark.parametrize("inplace", [False, True], ids=["out_of_place", "in_place"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_ignore_index_rows_cost_nothing(dtype: torch.dtype, inplace: bool) -> None:
+    """id -100 (HF ignore index) rows: logp = entropy = 0, zero dlogits rows; other rows match float64."""
+    logits, ids = make(11, 1003, dtype=dtype, seed=5)  # odd shapes
+    ignored = torch.tensor([0, 3, 4, 10])
+    ids[ignored] = -100
+    keep = torch.ones(11, dtype=torch.bool)
+    keep[ignored] = False
+    leaf = logits.clone().requires_grad_(True)
+    src = leaf * 1 if inplace else leaf  # in place needs a non-leaf buffer
+    logp, entropy = token_logprobs(src, ids, 0.9, with_entropy=True, inplace_backward=inplace)
+    assert torch.all(logp[ignored] == 0) and torch.all(entropy[ignored] == 0)
+    upstream = torch.linspace(-2.0, 2.0, 11)
+    loss = (logp * upstream).sum()
+    assert torch.isfinite(loss)
+    loss.backward()
+    assert torch.isfinite(leaf.grad).all() and torch.all(leaf.grad[ignored] == 0)
+    want_logp, _, want_entropy = reference(logits[keep], ids[keep], 0.9)
+    assert_within(logp[keep], want_logp, logp_tol(want_logp), "logp")
+    assert_within(entropy[keep], want_entropy, entropy_tol(want_entropy), "entropy")
+    assert_grad_matches(leaf.grad[keep], logits[keep], ids[keep], upstream[keep], 0.9)

@@ -319,3 +319,62 @@ def test_fused_linear_triton_matches_float64(device, triton_calls):
     assert_within(stats.logp.cpu(), want_logp, tol, "logp")
     for got, want in ((h.grad, h64.grad), (w.grad, w64.grad)):
         assert ((got.double().cpu() - want).abs().max() / want.abs().max()).item() <= FUSED_GRAD_TOL
+
+
+# ---- ignore index: id -100 rows are skipped (issue 12) ----
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("vocab", [1003, 5003])
+def test_ignore_index_rows_launchers(device, dtype, vocab):
+    """Rows with id -100 give logp = lse = entropy = 0 and zero dlogits (out of place and in place); the
+    other rows match the float64 oracle. -inf and NaN in an ignored row prove its logits are never read."""
+    n = 5
+    logits = _logits(n, vocab, dtype, device, pad=3)
+    ids = _ids(n, vocab, device)
+    ignored = torch.tensor([1, 4])
+    ids[ignored] = -100
+    logits[1] = float("nan")
+    logits[4] = float("-inf")
+    keep = torch.tensor([0, 2, 3])
+    grad = torch.tensor([0.5, -1.5, 2.0, 1.0, 3.0], device=device)
+    got = triton_logprobs.logprobs_forward(logits, ids, 0.9)
+    for g in got:
+        assert torch.all(g[ignored] == 0)
+    want_logp, want_lse, want_entropy = reference(logits[keep].cpu(), ids[keep].cpu(), 0.9)
+    tol = triton_logp_tol(want_logp, logits[keep].cpu(), ids[keep].cpu(), 0.9)
+    assert_within(got[0][keep].cpu(), want_logp, tol, "logp")
+    assert_within(got[2][keep].cpu(), want_entropy, entropy_tol(want_entropy), "entropy")
+
+    dlogits = triton_logprobs.logprobs_backward(logits, ids, got[1], grad, 0.9)
+    assert torch.all(dlogits[ignored] == 0)
+    x64 = logits[keep].detach().cpu().double().requires_grad_(True)
+    reference(x64, ids[keep].cpu(), 0.9)[0].backward(grad[keep].cpu().double())
+    assert_within(dlogits[keep].float().cpu(), x64.grad, dlogits_tol(want_lse, grad[keep].cpu(), 0.9, dtype), "dlogits")
+    triton_logprobs.logprobs_backward(logits, ids, got[1], grad, 0.9, out=logits)  # in place: rows zeroed
+    torch.testing.assert_close(logits, dlogits, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("backend", ["triton", "torch"])
+@pytest.mark.parametrize("loss_type", ["grpo", "dapo"])
+def test_ignore_index_on_masked_tokens_gives_finite_loss(device, triton_calls, backend, loss_type):
+    """-100 at the masked positions (HF labels): the same loss and gradient as with real ids there, and zero
+    gradient rows on those positions, on both backends (Torch used to raise, Triton gave NaN)."""
+    inputs = _loss_inputs(device, torch.float32, vocab=1003)
+    logits, ids, old, ref, advantages, mask = inputs
+    ignored_ids = ids.masked_fill(mask == 0, -100)
+    options = dict(loss_type=loss_type, beta=0.04, temperature=0.9)
+    want = _run_loss(backend, inputs, **options)
+    got = _run_loss(backend, [logits, ignored_ids, old, ref, advantages, mask], **options)
+    assert torch.isfinite(got[0]) and torch.isfinite(got[2]).all()
+    assert torch.all(got[2][mask == 0] == 0) and torch.all(got[1].logp[mask == 0] == 0)
+    x64 = logits.cpu().double().requires_grad_(True)  # the oracle sees the real ids: masked anyway
+    loss64 = trl_loss64(x64, ids.cpu(), old.cpu(), ref.cpu(), advantages.cpu(), mask.cpu(), **options)
+    loss64.backward()
+    assert abs(got[0].item() - loss64.item()) <= LOSS_TOL
+    assert ((got[2].double().cpu() - x64.grad).abs().max() / x64.grad.abs().max()).item() <= GRAD_TOL
+    live = mask.bool()
+    want_logp = reference(logits[live].cpu(), ids[live].cpu(), 0.9)[0]
+    tol = triton_logp_tol(want_logp, logits[live].cpu(), ids[live].cpu(), 0.9)
+    assert_within(got[1].logp[live].cpu(), want_logp, tol, "logp")
+    assert torch.isfinite(want[0])

@@ -152,3 +152,26 @@ def test_one_prompt_forward_per_group_equals_the_full_forward(tiny: Path) -> Non
     assert len(g_full) == len(g_shared)
     for a, b in zip(g_full, g_shared):
         assert (a - b).abs().max() <= 1e-5 * a.abs().max()
+
+
+def test_masked_positions_go_to_the_kernels_as_the_ignore_index(tiny: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Padded positions reach the kernels as id -100: log-prob 0 there, a finite loss and gradient (issue 12)."""
+    import policy.hf as hf
+
+    seen: list[torch.Tensor] = []
+    real = hf.fused_linear_grpo_loss
+
+    def spy(hidden, weight, ids, *args, **kwargs):
+        seen.append(ids.clone())
+        return real(hidden, weight, ids, *args, **kwargs)
+
+    monkeypatch.setattr(hf, "fused_linear_grpo_loss", spy)
+    policy = HFPolicy.load(str(tiny), device=CPU, max_completion_tokens=6)
+    enc = policy.encode("fix the bug:", ["ok", "a longer answer", ""])
+    logp = policy.logprobs(enc)
+    assert torch.all(seen[-1][enc.mask == 0] == -100) and torch.equal(seen[-1][enc.mask == 1], enc.ids[enc.mask == 1])
+    assert torch.all(logp[enc.mask == 0] == 0)
+    loss, _ = policy.loss(enc, logp, None, torch.tensor([1.0, -1.0, 0.0]), beta=0.0, normalizer=1.0, opts=LossOptions())
+    loss.backward()
+    assert torch.isfinite(loss) and torch.all(seen[-1][enc.mask == 0] == -100)
+    assert all(torch.isfinite(p.grad).all() for p in policy.trainable_parameters() if p.grad is not None)
