@@ -30,7 +30,9 @@ compact JSON of the scalar items of `result`, cut at 2000 characters. Signature 
 `signature_name` in the containers (then top level). Tool name (policy nudges) = first string of
 `tool, action, tool_name, signature_name` in the containers, else `action_type`. Named reward axes =
 the record's `rewards` when it is an object whose values are all finite numbers (else none are kept;
-the entry is still mined on its `reward`).
+the entry is still mined on its `reward`). Behaviour log-probs = `result.behavior_logprobs` when it has
+the shape `miner.schema.behavior_error` accepts (else it is dropped, like bad reward axes: the entry is
+still mined, and training falls back to weight 1 for that candidate).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from miner.schema import ACTION_TYPES, ENVIRONMENTS
+from miner.schema import ACTION_TYPES, BEHAVIOR_KEY, ENVIRONMENTS, behavior_error
 
 SKIP_REASONS: tuple[str, ...] = (
     "too_large", "not_utf8", "bad_json", "wrong_type", "missing_reward", "non_numeric_reward",
@@ -73,6 +75,7 @@ class Action(NamedTuple):
     context_hash: str | None
     tool: str | None  # only with parse_action(with_tool=True)
     rewards: dict[str, float] | None = None  # the record's named reward axes, when all are finite numbers
+    behavior: dict[str, list] | None = None  # result.behavior_logprobs {"token_ids", "logprobs"} when valid
 
 
 _ACTION_TYPES = {a: a for a in ACTION_TYPES}  # validate and share one string object per value
@@ -330,7 +333,17 @@ def parse_action(fields: dict[bytes, bytes] | list[bytes], max_bytes: int = DEFA
     axes = get("rewards")
     if axes is not None:
         axes = _axes(axes)
-    return _new(Action, (prompt, text, reward, action_type, env, sig, ctx, tool, axes))
+    behavior = result.get(BEHAVIOR_KEY) if result else None
+    if behavior is not None:
+        behavior = _behavior(behavior)
+    return _new(Action, (prompt, text, reward, action_type, env, sig, ctx, tool, axes, behavior))
+
+
+def _behavior(raw: Any) -> dict[str, list] | None:
+    """`result.behavior_logprobs` as {"token_ids": [int], "logprobs": [float]} when valid, else None (dropped)."""
+    if behavior_error(raw) is not None:
+        return None
+    return {"token_ids": list(raw["token_ids"]), "logprobs": [float(x) for x in raw["logprobs"]]}
 
 
 def _axes(raw: Any) -> dict[str, float] | None:

@@ -5,7 +5,8 @@ Levels: `global` groups every action by its normalised prompt; `signature` group
 `patch` groups only `patch_generation` and `code_edit` actions by prompt.
 
 Inside a group, candidates with the exact same text are folded into one (the best reward is kept,
-with that entry's named reward axes as the candidate's `rewards` when it had any, and `meta.counts`
+with that entry's named reward axes as the candidate's `rewards` and its behaviour log-probs as the
+candidate's `behavior_logprobs` when it had any, and `meta.counts`
 says how many entries had it). Groups with fewer than `min_k` distinct candidates
 are dropped; a larger group keeps `max_k` candidates chosen as extremes plus middles: over the
 candidates sorted by reward (best first), the indices round(i * (n - 1) / (max_k - 1)) for
@@ -23,7 +24,7 @@ from operator import itemgetter
 from typing import Any, Iterable
 
 from miner.extract import Action
-from miner.schema import PATCH_ACTION_TYPES
+from miner.schema import BEHAVIOR_KEY, PATCH_ACTION_TYPES
 
 LEVELS: tuple[str, ...] = ("global", "signature", "patch")
 _NEG_REWARD = itemgetter(0)
@@ -56,6 +57,16 @@ def merge_hits(hits: Iterable[dict]) -> list[dict]:
     return sorted(best.values(), key=lambda h: (-h["score"], h["path"]))[:MAX_HITS]
 
 
+def _candidate(c: list[Any]) -> dict[str, Any]:
+    """One group JSONL candidate from a folded entry [-reward, rank, count, id, text, axes, behaviour]."""
+    out: dict[str, Any] = {"text": c[4], "reward": -c[0]}
+    if c[5]:
+        out["rewards"] = c[5]
+    if c[6]:
+        out[BEHAVIOR_KEY] = c[6]
+    return out
+
+
 def build_groups(
     actions: list[tuple[bytes, Action]],
     level: str,
@@ -71,11 +82,12 @@ def build_groups(
     if level not in LEVELS:
         raise ValueError(f"unknown level {level!r}; choose from {', '.join(LEVELS)}")
     by_sig, patch_only = level == "signature", level == "patch"
-    # key -> (candidates: text -> [-best reward, first-seen rank, count, id of best, text, axes of best], member actions);
+    # key -> (candidates: text -> [-best reward, first-seen rank, count, id of best, text, axes of best,
+    # behaviour log-probs of best], member actions);
     # dicts keep first-seen order, so a stable sort on -reward ranks best first, then newest first
     groups: dict[Any, tuple[dict[str, list[Any]], list[Action]]] = {}
     for sid, act in actions:
-        prompt, text, reward, action_type, _env, sig, _ctx, _tool, axes = act
+        prompt, text, reward, action_type, _env, sig, _ctx, _tool, axes, behavior = act
         if by_sig:
             if sig is None:
                 continue
@@ -91,13 +103,14 @@ def build_groups(
         group[1].append(act)
         cand = cands.get(text)
         if cand is None:
-            cands[text] = [-reward, len(cands), 1, sid, text, axes]
+            cands[text] = [-reward, len(cands), 1, sid, text, axes, behavior]
         else:
             cand[2] += 1
             if -reward < cand[0]:  # newer entries come first, so a tie keeps the newest
                 cand[0] = -reward
                 cand[3] = sid
                 cand[5] = axes  # the best entry's reward axes go with its reward
+                cand[6] = behavior  # and so do the log-probs of the engine that sampled it
     hits_by_query = hits_by_query or {}
     out = []
     for cands, members in groups.values():
@@ -109,7 +122,7 @@ def build_groups(
         prompt = members[0].prompt
         out.append({
             "prompt": prompt,
-            "candidates": [{"text": c[4], "reward": -c[0], **({"rewards": c[5]} if c[5] else {})} for c in chosen],
+            "candidates": [_candidate(c) for c in chosen],
             "meta": {
                 "level": level,
                 "group_size": n,

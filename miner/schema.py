@@ -14,7 +14,7 @@ import uuid
 from enum import Enum
 from typing import Any, Mapping, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from miner.errors import InvalidRecord
 
@@ -44,6 +44,34 @@ ENVIRONMENTS: frozenset[str] = frozenset(e.value for e in Environment)
 PATCH_ACTION_TYPES: frozenset[str] = frozenset({"patch_generation", "code_edit"})
 
 
+BEHAVIOR_KEY = "behavior_logprobs"  # in an action record's `result`, and on a group candidate
+MAX_BEHAVIOR_TOKENS = 1 << 17
+
+
+def behavior_error(raw: Any) -> str | None:
+    """Why `raw` is not a valid behaviour log-probs object, or None when it is.
+
+    Valid: {"token_ids": [int >= 0, ...], "logprobs": [finite number <= 0, ...]}, both non-empty lists of the
+    same length (at most MAX_BEHAVIOR_TOKENS): the sampling engine's log-prob of each token of the
+    completion, with the ids they belong to. Extra keys (e.g. "engine") are allowed.
+    """
+    if type(raw) is not dict:
+        return "must be an object with token_ids and logprobs"
+    ids, logps = raw.get("token_ids"), raw.get("logprobs")
+    if type(ids) is not list or type(logps) is not list or not ids:
+        return "token_ids and logprobs must be non-empty lists"
+    if len(ids) != len(logps):
+        return f"token_ids ({len(ids)}) and logprobs ({len(logps)}) must have the same length"
+    if len(ids) > MAX_BEHAVIOR_TOKENS:
+        return f"at most {MAX_BEHAVIOR_TOKENS} tokens"
+    if any(type(i) is not int or i < 0 for i in ids):
+        return "token_ids must be integers >= 0"
+    for x in logps:
+        if type(x) not in (int, float) or not (x - x == 0.0) or x > 0:  # bool is not a number; NaN, inf, > 0 refused
+            return "logprobs must be finite numbers <= 0"
+    return None
+
+
 class _Record(BaseModel):
     # strict: a reward of "0.8" or true is refused, not coerced; extra keys are kept as logged
     model_config = ConfigDict(strict=True, extra="allow", use_enum_values=True)
@@ -65,6 +93,13 @@ class ActionRecord(_Record):
     execution_time: float | None = Field(None, allow_inf_nan=False)
     environment: Environment = Field(Environment.development, strict=False)
     context_hash: str | None = None
+
+    @model_validator(mode="after")
+    def _behavior(self) -> "ActionRecord":
+        """`result.behavior_logprobs`, when present, has the shape `behavior_error` checks."""
+        if BEHAVIOR_KEY in self.result and (why := behavior_error(self.result[BEHAVIOR_KEY])) is not None:
+            raise ValueError(f"result.{BEHAVIOR_KEY}: {why}")
+        return self
 
 
 class RetrievalHit(_Record):

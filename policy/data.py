@@ -9,6 +9,10 @@ axis is a bad line); without, it is `reward`, else the mean of its `rewards` axe
 text contains a blocklisted substring (case-insensitive) gets the dataset's minimum reward. A prompt
 longer than `max_prompt_chars` is a bad line unless `truncate_prompts` cuts it. The fingerprint is
 the sha256 of the file's bytes.
+
+Behaviour log-probs: a candidate's optional `behavior_logprobs` {"token_ids": [int], "logprobs":
+[float]} (the sampling engine's per-token log-probs, `miner.schema.behavior_error` checks the shape; a
+bad one is a bad line) is kept as `Candidate.behavior` for the trainer's off-policy correction.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any
 
 import orjson
 
+from miner.schema import BEHAVIOR_KEY, behavior_error
 from policy.errors import DatasetError
 
 log = logging.getLogger("policy")
@@ -33,6 +38,8 @@ class Candidate:
     reward: float  # the mixed reward the trainer uses (after the blocklist)
     rewards: dict[str, float] = field(default_factory=dict)  # named axes as given
     blocked: bool = False
+    # (token ids, log-probs) the sampling engine logged for this text, or None (no off-policy correction)
+    behavior: tuple[tuple[int, ...], tuple[float, ...]] | None = None
 
 
 @dataclass(frozen=True)
@@ -98,7 +105,13 @@ def _candidate(raw: Any, i: int, weights: dict[str, float]) -> Candidate:
         reward = sum(axes.values()) / len(axes)
     else:
         raise ValueError(f"{where} has no reward (give 'reward' or a 'rewards' object)")
-    return Candidate(text=text, reward=reward, rewards=axes)
+    behavior = None
+    if raw.get(BEHAVIOR_KEY) is not None:
+        why = behavior_error(raw[BEHAVIOR_KEY])
+        if why is not None:
+            raise ValueError(f"{where}.{BEHAVIOR_KEY}: {why}")
+        behavior = (tuple(raw[BEHAVIOR_KEY]["token_ids"]), tuple(float(x) for x in raw[BEHAVIOR_KEY]["logprobs"]))
+    return Candidate(text=text, reward=reward, rewards=axes, behavior=behavior)
 
 
 def parse_line(line: bytes, *, weights: dict[str, float], max_prompt_chars: int | None, truncate: bool) -> tuple[str, list[Candidate], dict[str, Any], bool]:

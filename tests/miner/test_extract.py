@@ -149,3 +149,16 @@ def test_retrieval_events_keep_valid_hits_only():
     assert parse_retrieval(entry({"hits": []})) == "no_query"
     assert parse_retrieval(entry({"query": "q", "hits": {"a": 1}})) == "wrong_type"
     assert decode_entry({b"data": b"{}"}) == {}
+
+
+def test_behavior_logprobs_are_carried_and_a_bad_shape_is_dropped():
+    """result.behavior_logprobs goes with the action when well formed; a bad one is dropped (the entry is still mined)."""
+    behavior = {"token_ids": [5, 7], "logprobs": [-0.5, -1]}
+    rec = good()
+    rec["result"] = {**rec.get("result", {}), "behavior_logprobs": behavior}
+    act = parse_action(entry(rec))
+    assert isinstance(act, Action) and act.behavior == {"token_ids": [5, 7], "logprobs": [-0.5, -1.0]}
+    rec["result"]["behavior_logprobs"] = {"token_ids": [5], "logprobs": [-0.5, -1]}
+    act = parse_action(entry(rec))
+    assert isinstance(act, Action) and act.behavior is None
+    assert parse_action(entry(good())).behavior is None

@@ -92,3 +92,15 @@ def test_merge_hits_dedupes_by_path_best_score_first():
     hits = [{"path": "a", "score": 0.2, "source": "x"}, {"path": "b", "score": 0.9, "source": "x"},
             {"path": "a", "score": 0.7, "source": "y"}]
     assert merge_hits(hits) == [{"path": "b", "score": 0.9, "source": "x"}, {"path": "a", "score": 0.7, "source": "y"}]
+
+
+def test_behavior_logprobs_go_with_the_best_entry_of_a_folded_candidate():
+    b_old, b_best = {"token_ids": [1], "logprobs": [-0.1]}, {"token_ids": [2], "logprobs": [-0.2]}
+    actions = [
+        (b"3-0", act(text="a", reward=0.2)._replace(behavior=b_old)),
+        (b"2-0", act(text="a", reward=0.9)._replace(behavior=b_best)),
+        (b"1-0", act(text="b", reward=0.1)),
+    ]
+    (group,) = build_groups(actions, "global")
+    by_text = {c["text"]: c for c in group["candidates"]}
+    assert by_text["a"]["behavior_logprobs"] == b_best and "behavior_logprobs" not in by_text["b"]

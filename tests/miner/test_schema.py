@@ -61,3 +61,25 @@ def test_retrieval_event():
         validate_record(RetrievalEvent, {"query": "q", "hits": [{"path": "a.py", "score": float("nan")}]})
     with pytest.raises(InvalidRecord, match="query"):
         validate_record(RetrievalEvent, {"hits": []})
+
+
+BEHAVIOR = {"token_ids": [5, 7, 2], "logprobs": [-0.5, -1.25, 0.0]}
+
+
+def test_behavior_logprobs_in_result_are_validated():
+    """result.behavior_logprobs (issue 12): kept when well formed; a bad shape is the record's InvalidRecord."""
+    rec = validate_record(ActionRecord, {"action_type": "code_edit", "reward": 1.0, "result": {"output": "x", "behavior_logprobs": BEHAVIOR}})
+    assert to_json_dict(rec)["result"]["behavior_logprobs"] == BEHAVIOR
+    bad = [
+        [1, 2],
+        {"token_ids": [1, 2], "logprobs": [-0.1]},
+        {"token_ids": [], "logprobs": []},
+        {"token_ids": [1, -2], "logprobs": [-0.1, -0.2]},
+        {"token_ids": [1, 2.0], "logprobs": [-0.1, -0.2]},
+        {"token_ids": [1, 2], "logprobs": [-0.1, 0.3]},
+        {"token_ids": [1, 2], "logprobs": [-0.1, float("nan")]},
+        {"token_ids": [1, 2], "logprobs": [-0.1, True]},
+    ]
+    for value in bad:
+        with pytest.raises(InvalidRecord, match="behavior_logprobs"):
+            validate_record(ActionRecord, {"action_type": "code_edit", "reward": 1.0, "result": {"output": "x", "behavior_logprobs": value}})

@@ -97,3 +97,14 @@ def test_reward_axes_are_mixed_by_weights_and_their_means_kept(tmp_path: Path) -
     assert plain.groups[0].rewards == [9.0, 0.5]
     with pytest.raises(DatasetError, match=r":1: candidates\[0\].rewards has no axis 'speed'"):
         load_dataset(path, reward_weights={"speed": 1.0})
+
+
+def test_behavior_logprobs_are_read_and_a_bad_shape_is_a_bad_line(tmp_path: Path) -> None:
+    behavior = {"token_ids": [3, 4], "logprobs": [-0.5, -1]}
+    good = {"prompt": "Fix the pagination bug", "candidates": [{"text": "a", "reward": 1, "behavior_logprobs": behavior}, {"text": "b", "reward": 0}]}
+    data = load_dataset(write(tmp_path / "ok.jsonl", good))
+    a, b = data.groups[0].candidates
+    assert a.behavior == ((3, 4), (-0.5, -1.0)) and b.behavior is None
+    bad = {"prompt": "Fix the pagination bug", "candidates": [{"text": "a", "reward": 1, "behavior_logprobs": {"token_ids": [3], "logprobs": [-0.5, -1]}}]}
+    with pytest.raises(DatasetError, match="bad.jsonl:1: candidates\\[0\\].behavior_logprobs"):
+        load_dataset(write(tmp_path / "bad.jsonl", bad))
