@@ -20,7 +20,7 @@ from torch import Tensor
 
 from .dispatch import launchers
 from .errors import OptionError, ShapeError
-from .loss import GRPOStats, check_options, grpo_loss_from_logp
+from .loss import IS_CAP, GRPOStats, check_options, grpo_loss_from_logp
 
 CHUNK_BYTES = 128 << 20  # the (C, V) logits chunk buffer: ~128 MiB whatever V is
 VOCAB_BLOCK = 1024  # inner-dimension slice of d_hidden = dlogits @ W (see the module docstring)
@@ -113,12 +113,21 @@ def fused_linear_grpo_loss(
     temperature: float = 1.0,
     ratio_level: str = "token",
     normalizer: float | Tensor | None = None,
+    behavior_logp: Tensor | None = None,
+    is_level: str = "token",
+    is_mode: str = "truncate",
+    is_cap: float = IS_CAP,
+    top_entropy_quantile: float = 1.0,
 ) -> tuple[Tensor, GRPOStats]:
     """GRPO loss from hidden (B, T, H) and the LM head weight (V, H) [+ bias (V,)]: (loss, GRPOStats).
 
-    `chunk_tokens` defaults to `default_chunk_tokens(V)` (a ~128 MiB logits chunk).
+    `chunk_tokens` defaults to `default_chunk_tokens(V)` (a ~128 MiB logits chunk). The off-policy
+    (`behavior_logp`, `is_*`) and `top_entropy_quantile` options are those of `kernels.loss.grpo_loss_from_logp`.
     """
-    check_options(loss_type, ratio_level, beta, ref_logp, eps_low, eps_high)
+    check_options(
+        loss_type, ratio_level, beta, ref_logp, eps_low, eps_high,
+        is_level=is_level, is_mode=is_mode, is_cap=is_cap, top_entropy_quantile=top_entropy_quantile,
+    )  # fmt: skip
     if hidden.dim() != 3 or weight.dim() != 2 or hidden.shape[-1] != weight.shape[1]:
         raise ShapeError(f"need hidden (B, T, H) and weight (V, H), got {tuple(hidden.shape)} and {tuple(weight.shape)}")
     if ids.shape != hidden.shape[:2] or ids.dtype != torch.int64:
@@ -137,5 +146,6 @@ def fused_linear_grpo_loss(
     return grpo_loss_from_logp(
         logp.view(bsz, seq), old_logp, ref_logp, advantages, mask,
         loss_type=loss_type, eps_low=eps_low, eps_high=eps_high, delta=delta, beta=beta,
-        ratio_level=ratio_level, normalizer=normalizer, entropy=entropy.view(bsz, seq),
+        ratio_level=ratio_level, normalizer=normalizer, entropy=entropy.view(bsz, seq), behavior_logp=behavior_logp,
+        is_level=is_level, is_mode=is_mode, is_cap=is_cap, top_entropy_quantile=top_entropy_quantile,
     )  # fmt: skip

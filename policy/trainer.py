@@ -99,7 +99,7 @@ def check_settings(s: TrainSettings) -> None:
 
 def _masked_sums(parts: list[tuple[torch.Tensor, torch.Tensor]]) -> list[float]:
     """[sum of v * mask, sum of mask] over (v, mask) pairs: a masked mean's two halves, summable over ranks."""
-    num = sum(float((v.float() * m.to(v.device)).sum()) for v, m in parts)
+    num = sum(float((v.float() * m.to(v.device)).sum()) for v, m in parts if v is not None)  # None: GRPOStats.kl without ref_logp
     return [num, sum(float(m.sum()) for _, m in parts)]
 
 

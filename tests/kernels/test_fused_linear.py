@@ -63,7 +63,7 @@ def rel(got: torch.Tensor, want: torch.Tensor) -> float:
     [
         (3, 5, 16, 1000, 4, False, dict(loss_type="grpo", beta=0.04)),
         (3, 5, 16, 1000, 15, True, dict(loss_type="dapo", ratio_level="sequence", delta=1.3, temperature=0.8)),
-        (2, 4, 8, 1000, 3, True, dict(loss_type="cispo", beta=0.1, temperature=1.2)),
+        (2, 4, 8, 1000, 3, True, dict(loss_type="cispo", eps_high=1.2, beta=0.1, temperature=1.2)),
         (2, 3, 8, 50257, 2, False, dict(loss_type="dr_grpo", beta=0.04)),
         (2, 3, 8, 1000, None, False, dict(loss_type="bnpo", ratio_level="sequence")),
     ],

@@ -27,6 +27,14 @@ GRAD_TOL = 1e-5
 # 1e-5 bounds |A| <= 4 at that error.
 LOSS_TOL = 1e-5
 FEW = settings(max_examples=12, deadline=None)
+# CISPO caps its weight at eps_high itself (TRL, Liger; eps_high < 1 is refused). 1.2 rather than TRL's 5 so
+# that the ratios of `batch` (log-ratio spread 0.3) reach the cap.
+CISPO_EPS_HIGH = 1.2
+
+
+def eps_for(loss_type: str) -> dict:
+    """The eps_high a loss type is tested with (the default 0.2 except for cispo)."""
+    return {"eps_high": CISPO_EPS_HIGH} if loss_type == "cispo" else {}
 
 
 @pytest.fixture(autouse=True)
@@ -35,29 +43,63 @@ def torch_backend():
         yield
 
 
-def trl_loss64(logits, ids, old, ref, adv, mask, *, loss_type="grpo", eps_low=0.2, eps_high=0.2, delta=None, beta=0.0,
-               temperature=1.0, ratio_level="token", normalizer=None):  # fmt: skip
-    """TRL's GRPOTrainer._compute_loss written out in float64 (CISPO cap 1 + eps_high, as in kernels.loss)."""
-    logits, mask, adv = logits.double(), mask.double(), adv.double()
-    per_token_logps = torch.log_softmax(logits / temperature, dim=-1).gather(-1, ids.unsqueeze(-1)).squeeze(-1)
+def trl_loss64(logits, ids, old, ref, adv, mask, *, temperature=1.0, entropy=None, **kw):
+    """TRL's GRPOTrainer._compute_loss in float64 from logits: log_softmax + gather, then trl_loss_from_logp64.
+    The top-entropy mask uses `entropy` when given, else the float64 entropy of these logits."""
+    logsm = torch.log_softmax(logits.double() / temperature, dim=-1)
+    per_token_logps = logsm.gather(-1, ids.unsqueeze(-1)).squeeze(-1)
+    if entropy is None:
+        entropy = torch.special.entr(logsm.exp()).sum(-1)
+    return trl_loss_from_logp64(per_token_logps, old, ref, adv, mask, entropy=entropy.detach(), **kw)
+
+
+def trl_loss_from_logp64(per_token_logps, old, ref, adv, mask, *, loss_type="grpo", eps_low=0.2, eps_high=0.2, delta=None,
+                         beta=0.0, ratio_level="token", normalizer=None, entropy=None, behavior=None, is_level="token",
+                         is_mode="truncate", is_cap=3.0, top_entropy_quantile=1.0):  # fmt: skip
+    """TRL's GRPOTrainer._compute_loss written out in float64 on per-token log-probs (B, T): CISPO capped at
+    epsilon_high itself, the vLLM importance-sampling correction (behavior = sampling_per_token_logps,
+    mode f"{is_level}_{is_mode}", clip_max = is_cap, no clip_min) and get_high_entropy_mask, in TRL's order."""
+    per_token_logps, mask, adv = per_token_logps.double(), mask.double(), adv.double()
     old = per_token_logps.detach() if old is None else old.double()
+    is_ratio = None
+    if behavior is not None:  # _generate_and_score_completions
+        per_token_logps_diff = (old - behavior.double()) * mask
+        logps_diff = per_token_logps_diff.sum(dim=-1, keepdim=True) if is_level == "sequence" else per_token_logps_diff
+        is_ratio = torch.exp(logps_diff)
+        if is_mode == "truncate":
+            is_ratio = torch.clamp(is_ratio, min=None, max=is_cap)
+        else:
+            is_ratio = is_ratio.masked_fill(is_ratio > is_cap, value=0.0)  # clip_min None: no lower bound
+    entropy_mask = None
+    if top_entropy_quantile < 1.0:  # get_high_entropy_mask (one process)
+        gathered = entropy[mask.bool()].double()
+        if gathered.numel() == 0:
+            entropy_mask = torch.zeros_like(mask, dtype=torch.bool)
+        else:
+            entropy_threshold = torch.quantile(gathered, 1 - top_entropy_quantile)
+            entropy_mask = ((entropy.double() * mask) >= entropy_threshold) & mask.bool()
     log_ratio = per_token_logps - old
     if ratio_level == "token":
         log_importance_weights = log_ratio
     else:
         log_importance_weights = ((log_ratio * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).unsqueeze(-1)
     coef_1 = torch.exp(log_importance_weights)
+    if beta != 0.0:
+        ref = ref.double()
+        per_token_kl = torch.exp(ref - per_token_logps) - (ref - per_token_logps) - 1
     if loss_type == "cispo":
-        clamped_ratios = torch.clamp(coef_1, max=1 + eps_high).detach()
+        clamped_ratios = torch.clamp(coef_1, max=eps_high).detach()
         per_token_loss = -clamped_ratios * adv.unsqueeze(1) * per_token_logps
     else:
         coef_2 = torch.clamp(coef_1, 1 - eps_low, 1 + eps_high)
         if delta is not None:
             coef_1 = torch.clamp(coef_1, max=delta)
         per_token_loss = -torch.min(coef_1 * adv.unsqueeze(1), coef_2 * adv.unsqueeze(1))
+    if entropy_mask is not None:
+        per_token_loss = per_token_loss * entropy_mask
+    if is_ratio is not None:
+        per_token_loss = per_token_loss * is_ratio
     if beta != 0.0:
-        ref = ref.double()
-        per_token_kl = torch.exp(ref - per_token_logps) - (ref - per_token_logps) - 1
         per_token_loss = per_token_loss + beta * per_token_kl
     if loss_type == "grpo":
         per_seq = (per_token_loss * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)
@@ -107,7 +149,8 @@ CASES = list(itertools.product(LOSS_TYPES, ("token", "sequence"), (0.0, 0.04), (
 def test_every_loss_type_matches_trl_in_float64(loss_type: str, ratio_level: str, beta: float, delta: float | None) -> None:
     logits, ids, old, ref, adv, mask = batch(4, 6, 1000, seed=len(loss_type) + int(beta * 100))
     loss_err, grad_err, stats = compare(
-        logits, ids, old, ref, adv, mask, loss_type=loss_type, ratio_level=ratio_level, beta=beta, delta=delta, temperature=0.9
+        logits, ids, old, ref, adv, mask, loss_type=loss_type, ratio_level=ratio_level, beta=beta, delta=delta, temperature=0.9,
+        **eps_for(loss_type),
     )
     assert loss_err <= LOSS_TOL and grad_err <= GRAD_TOL
     assert isinstance(stats, GRPOStats)
@@ -120,7 +163,9 @@ def test_every_loss_type_matches_trl_in_float64(loss_type: str, ratio_level: str
 @pytest.mark.parametrize(("loss_type", "ratio_level"), [("grpo", "token"), ("dapo", "sequence"), ("cispo", "token")])
 def test_odd_vocab_50257_on_a_few_rows(loss_type: str, ratio_level: str) -> None:
     logits, ids, old, ref, adv, mask = batch(2, 3, 50257, seed=7)
-    loss_err, grad_err, stats = compare(logits, ids, old, ref, adv, mask, loss_type=loss_type, ratio_level=ratio_level, beta=0.1, delta=1.5)
+    loss_err, grad_err, stats = compare(
+        logits, ids, old, ref, adv, mask, loss_type=loss_type, ratio_level=ratio_level, beta=0.1, delta=1.5, **eps_for(loss_type)
+    )
     assert loss_err <= LOSS_TOL and grad_err <= GRAD_TOL
     logp64 = torch.log_softmax(logits.double(), -1).gather(-1, ids[..., None]).squeeze(-1)
     assert_within(stats.logp, logp64, logp_tol(logp64), "logp")
@@ -166,7 +211,7 @@ def test_old_logp_none_is_the_on_policy_ratio_and_beta_needs_ref() -> None:
     with pytest.raises(OptionError, match="ref_logp"):
         grpo_loss(logits, ids, None, None, adv, mask, beta=0.1)
     _, stats = grpo_loss(logits, ids, None, None, adv, mask)
-    assert torch.equal(stats.kl, torch.zeros(3, 4))
+    assert stats.kl is None  # no reference: no KL estimate (not zeros)
 
 
 def test_bad_options_and_shapes_raise_typed_errors() -> None:
@@ -194,10 +239,11 @@ def test_old_and_ref_equal_to_current_give_zero_kl_and_unit_ratio(shape, loss_ty
     with use_backend("torch"):
         current = token_logprobs(logits, ids).detach()
         x = logits.clone().requires_grad_(True)
-        loss, stats = grpo_loss(x, ids, current, current, adv, mask, loss_type=loss_type, ratio_level=ratio_level, beta=0.5)
+        kw = dict(loss_type=loss_type, ratio_level=ratio_level, **eps_for(loss_type))
+        loss, stats = grpo_loss(x, ids, current, current, adv, mask, beta=0.5, **kw)
         loss.backward()
         x_pg = logits.clone().requires_grad_(True)
-        loss_pg, _ = grpo_loss(x_pg, ids, current, current, adv, mask, loss_type=loss_type, ratio_level=ratio_level)
+        loss_pg, _ = grpo_loss(x_pg, ids, current, current, adv, mask, **kw)
         loss_pg.backward()
     assert torch.equal(stats.kl, torch.zeros(b, t))
     assert torch.equal(stats.ratio, torch.ones(b, t))
@@ -212,7 +258,8 @@ def test_zero_advantages_give_zero_policy_gradient(shape, loss_type, ratio_level
     logits, ids, old, ref, _, mask = batch(b, t, vocab, seed=seed)
     x = logits.clone().requires_grad_(True)
     with use_backend("torch"):
-        loss, _ = grpo_loss(x, ids, old, ref, torch.zeros(b), mask, loss_type=loss_type, ratio_level=ratio_level, delta=1.5)
+        kw = dict(loss_type=loss_type, ratio_level=ratio_level, delta=1.5, **eps_for(loss_type))
+        loss, _ = grpo_loss(x, ids, old, ref, torch.zeros(b), mask, **kw)
         loss.backward()
     assert loss.item() == 0.0
     assert torch.count_nonzero(x.grad) == 0
@@ -234,7 +281,7 @@ def whole_batch_normalizer(loss_type: str, mask: torch.Tensor) -> float:
 def test_micro_batch_sums_equal_the_whole_batch(shape, loss_type, ratio_level, beta, split) -> None:
     b, t, vocab, seed = shape
     logits, ids, old, ref, adv, mask = batch(b, t, vocab, seed=seed)
-    kw = dict(loss_type=loss_type, ratio_level=ratio_level, beta=beta, delta=1.4)
+    kw = dict(loss_type=loss_type, ratio_level=ratio_level, beta=beta, delta=1.4, **eps_for(loss_type))
     with use_backend("torch"):
         x = logits.clone().requires_grad_(True)
         whole, _ = grpo_loss(x, ids, old, ref, adv, mask, **kw)
@@ -257,7 +304,7 @@ def test_inplace_backward_gives_the_same_gradients(loss_type: str) -> None:
     grads = []
     for inplace in (False, True):
         leaf = logits.clone().requires_grad_(True)
-        loss, _ = grpo_loss(leaf * 1.0, ids, old, ref, adv, mask, loss_type=loss_type, beta=0.04, inplace_backward=inplace)
+        loss, _ = grpo_loss(leaf * 1.0, ids, old, ref, adv, mask, loss_type=loss_type, beta=0.04, inplace_backward=inplace, **eps_for(loss_type))
         loss.backward()
         grads.append(leaf.grad)
     torch.testing.assert_close(grads[1], grads[0], rtol=0, atol=0)

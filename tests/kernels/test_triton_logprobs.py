@@ -25,7 +25,7 @@ from kernels.errors import OptionError, ShapeError
 
 from oracle import BF16_CAST, assert_within, dlogits_tol, entropy_tol, logp_tol, reference, triton_logp_tol
 from test_fused_linear import FUSED_GRAD_TOL, fused_logits_error
-from test_loss import LOSS_TOL, GRAD_TOL, trl_loss64
+from test_loss import LOSS_TOL, GRAD_TOL, eps_for, trl_loss64
 
 KERNELS = (triton_logprobs, ("_logprobs_fwd_kernel", "_logprobs_bwd_kernel"))
 NO_CUDA = "no CUDA device: the compiled kernels run only on a GPU (the interpreter runs them on cpu here)"
@@ -266,10 +266,11 @@ def _assert_matches_trl64(got, inputs, dtype, **options):
 @pytest.mark.parametrize("delta", [None, 1.5], ids=["no-delta", "delta"])
 def test_grpo_loss_triton_matches_trl64(device, triton_calls, loss_type, ratio_level, beta, delta):
     inputs = _loss_inputs(device, torch.float32)
-    options = dict(loss_type=loss_type, ratio_level=ratio_level, beta=beta, delta=delta, temperature=0.9)
+    options = dict(loss_type=loss_type, ratio_level=ratio_level, beta=beta, delta=delta, temperature=0.9, **eps_for(loss_type))
     got = _run_loss("triton", inputs, **options)
     assert triton_calls == ["logprobs_forward", "logprobs_backward"]
-    assert got[1].clipped_low.any() or got[1].clipped_high.any() or ratio_level == "sequence"
+    # CISPO caps at eps_high >= 1 itself, which these ratios (all < 1 at temperature 0.9) never reach
+    assert got[1].clipped_low.any() or got[1].clipped_high.any() or ratio_level == "sequence" or loss_type == "cispo"
     assert torch.all(got[2][0, 2] == 0) and torch.all(got[2][1, 1] == 0)  # masked tokens get no gradient
     _assert_matches_trl64(got, inputs, torch.float32, **options)
 
@@ -278,7 +279,7 @@ def test_grpo_loss_triton_matches_trl64(device, triton_calls, loss_type, ratio_l
 @pytest.mark.parametrize("ratio_level", ["token", "sequence"])
 def test_grpo_loss_bf16_triton_matches_trl64(device, triton_calls, loss_type, ratio_level):
     inputs = _loss_inputs(device, torch.bfloat16, vocab=1003)
-    options = dict(loss_type=loss_type, ratio_level=ratio_level, beta=0.04, delta=1.5)
+    options = dict(loss_type=loss_type, ratio_level=ratio_level, beta=0.04, delta=1.5, **eps_for(loss_type))
     got = _run_loss("triton", inputs, **options)
     assert triton_calls == ["logprobs_forward", "logprobs_backward"]
     _assert_matches_trl64(got, inputs, torch.bfloat16, **options)
