@@ -101,6 +101,10 @@ class TrainConfig(_Config):
     delta: float | None = Field(None, gt=1)
     ratio_level: Literal["token", "sequence"] = "token"
     temperature: float = Field(1.0, gt=0)
+    is_level: Literal["token", "sequence"] = "token"
+    is_mode: Literal["truncate", "mask"] = "truncate"
+    is_cap: float = Field(3.0, gt=0)
+    top_entropy_quantile: float = Field(1.0, gt=0, le=1)
     beta: float = Field(0.04, ge=0)
     kl_warmup: int = Field(0, ge=0)
     kl_target: float | None = Field(None, ge=0)

@@ -27,6 +27,11 @@ class LossOptions:
     delta: float | None = None
     ratio_level: str = "token"
     temperature: float = 1.0
+    # off-policy correction of logged candidates (StepGroup.behavior_logp), and the entropy mask (kernels.loss)
+    is_level: str = "token"
+    is_mode: str = "truncate"
+    is_cap: float = 3.0
+    top_entropy_quantile: float = 1.0
 
 
 @dataclass
@@ -52,6 +57,7 @@ class StepGroup:
     rewards: list[float]  # (G,) one scalar per candidate, the advantages' input
     old_logp: Tensor | None = None  # (G, T) the sampling policy's log-probs; None: captured before update 1
     ref_logp: Tensor | None = None  # (G, T) the reference's; None without a KL term
+    behavior_logp: Tensor | None = None  # (G, T) the sampling engine's logged log-probs; None: no IS correction
     samples: list[dict[str, Any]] = field(default_factory=list)  # online: per-sample record for samples.jsonl
 
 
@@ -64,7 +70,7 @@ class Policy(Protocol):
 
     def loss(
         self, enc: Encoded, old_logp: Tensor | None, ref_logp: Tensor | None, advantages: Tensor, *,
-        beta: float, normalizer: float, opts: LossOptions,
+        beta: float, normalizer: float, opts: LossOptions, behavior_logp: Tensor | None = None,
     ) -> tuple[Tensor, GRPOStats]: ...  # fmt: skip
 
     def logprobs(self, enc: Encoded, temperature: float = 1.0) -> Tensor: ...  # (G, T), no grad

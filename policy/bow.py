@@ -89,8 +89,9 @@ class BowPolicy:
 
     def loss(
         self, enc: Encoded, old_logp: Tensor | None, ref_logp: Tensor | None, advantages: Tensor, *,
-        beta: float, normalizer: float, opts: LossOptions,
+        beta: float, normalizer: float, opts: LossOptions, behavior_logp: Tensor | None = None,
     ) -> tuple[Tensor, GRPOStats]:  # fmt: skip
+        # behavior_logp is ignored: bow scores candidates, it has no tokens a sampling engine logged
         logits = self._logits(self._scores(enc, self.weight))  # (G, 1, G)
         return grpo_loss(
             logits, enc.ids, old_logp, ref_logp, advantages.to(self.device), enc.mask,

@@ -207,7 +207,7 @@ class HFPolicy:
 
     def loss(
         self, enc: Encoded, old_logp: Tensor | None, ref_logp: Tensor | None, advantages: Tensor, *,
-        beta: float, normalizer: float, opts: LossOptions,
+        beta: float, normalizer: float, opts: LossOptions, behavior_logp: Tensor | None = None,
     ) -> tuple[Tensor, GRPOStats]:  # fmt: skip
         enc = self._on_device(enc)
         hidden = self._hidden(enc)  # (G, T, H)
@@ -216,6 +216,8 @@ class HFPolicy:
             hidden, weight, self._targets(enc), old_logp, ref_logp, advantages.to(self.device), enc.mask,
             bias=bias, loss_type=opts.loss_type, eps_low=opts.eps_low, eps_high=opts.eps_high, delta=opts.delta,
             beta=beta, temperature=opts.temperature, ratio_level=opts.ratio_level, normalizer=normalizer,
+            behavior_logp=None if behavior_logp is None else behavior_logp.to(self.device), is_level=opts.is_level,
+            is_mode=opts.is_mode, is_cap=opts.is_cap, top_entropy_quantile=opts.top_entropy_quantile,
         )  # fmt: skip
 
     def logprobs(self, enc: Encoded, temperature: float = 1.0, lm: Any = None) -> Tensor:

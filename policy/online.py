@@ -129,4 +129,4 @@ class OnlineSource:
             for n, j in enumerate(span)
         ]  # fmt: skip
         where = f"prompt {index} ({self.prompts.path}:{row.line})"
-        return StepGroup(index, where, enc, [scored.total[j] for j in span], old.to(policy.device), ref, samples)
+        return StepGroup(index, where, enc, [scored.total[j] for j in span], old.to(policy.device), ref, samples=samples)

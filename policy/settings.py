@@ -58,6 +58,10 @@ class TrainSettings:
     delta: float | None = None
     ratio_level: str = "token"
     temperature: float = 1.0
+    is_level: str = "token"  # off-policy weight of logged behaviour log-probs per token | sequence
+    is_mode: str = "truncate"  # truncate the weight at is_cap | mask (zero) tokens/sequences above it
+    is_cap: float = 3.0
+    top_entropy_quantile: float = 1.0  # < 1: only the top q of tokens by entropy carry the loss
     beta: float = 0.04
     kl_warmup: int = 0
     kl_target: float | None = None

@@ -76,6 +76,8 @@ def check_settings(s: TrainSettings) -> None:
         raise SettingsError("--lr-step and --cosine are two LR schedules; choose one")
     if s.kl_adaptive and s.beta == 0 and not s.kl_target:
         raise SettingsError("--kl-adaptive needs a KL coefficient to adapt: set --beta or --kl-target above 0")
+    if s.loss_type == "cispo" and s.eps_high < 1:
+        raise SettingsError(f"--loss-type cispo caps the importance weight at --eps-high itself (as TRL); {s.eps_high} would cap it below 1: set --eps-high, e.g. 5")
     if s.steps < 1 or s.groups_per_step < 1 or s.grad_accum < 1 or s.num_iterations < 1:
         raise SettingsError("steps, groups_per_step, grad_accum and num_iterations must be >= 1")
     if s.online:
@@ -116,7 +118,10 @@ class Trainer:
         self.metrics = MetricsWriter(self.out / "metrics.jsonl")
         report_to = settings.report_to if self.world.main else "none"
         self.tracker = open_tracker(report_to, self.out, settings.to_json())  # fails here when not installed
-        self.opts = LossOptions(settings.loss_type, settings.eps_low, settings.eps_high, settings.delta, settings.ratio_level, settings.temperature)
+        self.opts = LossOptions(
+            settings.loss_type, settings.eps_low, settings.eps_high, settings.delta, settings.ratio_level, settings.temperature,
+            settings.is_level, settings.is_mode, settings.is_cap, settings.top_entropy_quantile,
+        )  # fmt: skip
         self.kl = KLController(settings.beta, settings.kl_warmup, settings.kl_target, settings.kl_adaptive, settings.kl_adaptive_target, settings.kl_horizon)
         self.step = self.nan_skips = self.consecutive = self.filtered_total = 0
         self.last_val: float | None = None
@@ -124,6 +129,7 @@ class Trainer:
         self.val_start: dict[str, float | None] = {}
         self.reward_history: list[float | None] = []
         self._enc: dict[tuple[str, int], Encoded] = {}
+        self._behavior: dict[int, tuple[torch.Tensor | None, torch.Tensor]] = {}  # gid -> (behavior_logp | None, usable (G,))
 
     # -- setup --------------------------------------------------------------------------------------
 
@@ -168,6 +174,7 @@ class Trainer:
             if s.val_split and self.val is None:  # a held-out split of the groups, by prompt
                 self.data, self.val = split_holdout(self.data, s.val_split)
             eligible = [has_variance(g.rewards, s.reward_clip) for g in self.data.groups]
+            self.has_behavior = any(c.behavior is not None for g in self.data.groups for c in g.candidates)
             self.refs = ReferenceCache()
             if s.beta > 0 or (s.kl_target or 0) > 0:  # reference = the weights as loaded, before any resume
                 self.refs.fill(self.policy, self.encode, [g for g, ok in zip(self.data.groups, eligible) if ok], s.temperature)
@@ -266,7 +273,33 @@ class Trainer:
 
     def _offline_group(self, g: Group) -> StepGroup:
         ref = self.refs.get(g.gid, self.policy.device) if g.gid in self.refs else None
-        return StepGroup(g.gid, f"{g.gid} ({self.s.dataset}:{g.line})", self.encode(g), g.rewards, None, ref)
+        enc = self.encode(g)
+        behavior, old = self._behavior_logp(g, enc)
+        return StepGroup(g.gid, f"{g.gid} ({self.s.dataset}:{g.line})", enc, g.rewards, old, ref, behavior_logp=behavior)
+
+    def _behavior_logp(self, g: Group, enc: Encoded) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(behavior_logp (G, T), old_logp (G, T)) of a logged group, or (None, None) when no candidate has
+        usable behaviour log-probs. A candidate's are usable when its logged token ids equal its encoded
+        completion ids; the other rows get the old log-probs (computed here, before the update), i.e. weight 1.
+        Counts per group (used, missing) are kept for the step's `behavior_used` / `behavior_missing` metrics."""
+        if self.policy.kind != "hf" or not self.has_behavior:  # bow has no tokens: nothing to correct or count
+            return None, None
+        if g.gid not in self._behavior:
+            g_, t = enc.ids.shape
+            behavior = torch.zeros(g_, t)  # (G, T)
+            usable = []
+            for i, c in enumerate(g.candidates):
+                ok = c.behavior is not None and list(c.behavior[0]) == self.policy.completion_ids(c.text)
+                if ok:
+                    behavior[i, : len(c.behavior[1])] = torch.tensor(c.behavior[1])
+                usable.append(ok)
+            self._behavior[g.gid] = (behavior if any(usable) else None, torch.tensor(usable))
+        behavior, usable = self._behavior[g.gid]
+        old = self.policy.logprobs(enc, self.s.temperature).float()  # (G, T) before this step's update; every
+        if behavior is None:  # group's while the dataset has any (FSDP2: every rank makes the same forward calls)
+            return None, None
+        behavior = torch.where(usable[:, None].to(old.device), behavior.to(old.device), old)  # rows without usable ones: weight exp(0) = 1
+        return behavior, old
 
     def _passes(self, batch: list[StepGroup]) -> list[tuple[int, slice, Encoded]]:
         """This rank's forward/backward passes: (group, rows, micro-batch) in micro-batches of
@@ -286,8 +319,9 @@ class Trainer:
             i, rows, sub = passes[min(j, len(passes) - 1)]
             b = batch[i]
             ref = None if b.ref_logp is None else b.ref_logp[rows]
+            behavior = None if b.behavior_logp is None else b.behavior_logp[rows]
             with self.engine.no_sync() if j < n - 1 else contextlib.nullcontext():
-                loss, st = self.engine.loss(sub, None if old[i] is None else old[i][rows], ref, advs[i][rows], beta=coef, normalizer=norms[i], opts=self.opts)
+                loss, st = self.engine.loss(sub, None if old[i] is None else old[i][rows], ref, advs[i][rows], beta=coef, normalizer=norms[i], opts=self.opts, behavior_logp=behavior)
                 if self.hooks.loss_hook is not None:
                     loss = self.hooks.loss_hook(self.step + 1, b.index, loss)
                 if self._nan_from is not None and self.step + 1 >= self._nan_from:
@@ -358,6 +392,11 @@ class Trainer:
                 rec[key] = num / den if den else None
             if all(b.ref_logp is None for b in batch):  # no reference (beta 0): no KL estimate, null
                 rec["kl"] = None
+        if self.online is None and self.policy.kind == "hf" and self.has_behavior:  # candidates with / without usable behaviour log-probs
+            usable = [self._behavior[b.index][1] for b in batch if b.index in self._behavior]
+            used = float(sum(int(u.sum()) for u in usable))
+            used, missing = dist.sum_floats([used, float(sum(u.numel() for u in usable)) - used], world)
+            rec["behavior_used"], rec["behavior_missing"] = int(used), int(missing)
         rec["bad_groups"] = bad
         return rec, advs
 
@@ -422,7 +461,8 @@ class Trainer:
         else:
             idxs, dropped = self.sampler.next_batch(s.groups_per_step * s.grad_accum)  # the whole step's, on every rank
             groups = [self.data.groups[i] for i in idxs]
-            batch, extra = [self._offline_group(g) for g in dist.shard(groups, self.world)], _axis_means(groups)
+            mine = dist.shard(groups, self.world)
+            batch, extra = self.engine.run(lambda: [self._offline_group(g) for g in mine]), _axis_means(groups)
         t1 = time.perf_counter()
         values, advs = self._train_step(batch)
         values.update(extra)

@@ -261,3 +261,48 @@ def test_bow_with_the_default_lr_learns_the_demo_preferences(tmp_path: Path) -> 
     assert summary["val_pairwise_acc"] >= 0.75, summary["val_pairwise_acc"]
     slow = train(TrainSettings(dataset=train_path, out=tmp_path / "slow", val_dataset=heldout, lr=1e-4))
     assert slow["val_pairwise_acc"] < summary["val_pairwise_acc"]
+
+
+def test_logged_behavior_logprobs_weight_the_loss_and_mismatches_fall_back(tmp_path: Path) -> None:
+    """Issue 12: candidates whose logged token ids equal their encoded ids get IS weights from their
+    behaviour log-probs (is_mode mask with a tiny cap zeroes their loss: the loss changes vs no behaviour
+    log-probs); a candidate with other ids falls back to weight 1 and is counted in behavior_missing."""
+    import json
+
+    from policy.backends import load_policy
+
+    out = tmp_path / "run"
+    policy = load_policy("tiny", out=out)
+    texts = ["return a + b", "return a - b", "pass", "raise ValueError"]
+    lines = []
+    for k in range(2):
+        cands = []
+        for j, text in enumerate(texts):
+            ids = policy.completion_ids(text)
+            if j == 3:  # mismatched ids: falls back
+                ids = ids[:-1]
+            cands.append({"text": text, "reward": float(j == k), "behavior_logprobs": {"token_ids": ids, "logprobs": [-9.0] * len(ids)}})
+        lines.append(json.dumps({"prompt": f"write the function number {k}", "candidates": cands}))
+    with_b = tmp_path / "with.jsonl"
+    with_b.write_text("\n".join(lines) + "\n")
+    plain = tmp_path / "plain.jsonl"
+    plain.write_text("\n".join(json.dumps({**json.loads(l), "candidates": [{"text": c["text"], "reward": c["reward"]} for c in json.loads(l)["candidates"]]}) for l in lines) + "\n")
+
+    def run(data: Path, name: str) -> list[dict]:
+        train(settings(data, out / name, model="tiny", steps=2, groups_per_step=1, beta=0.0, is_mode="mask", is_cap=1.5, seed=0))
+        return [json.loads(x) for x in (out / name / "metrics.jsonl").read_text().splitlines()]
+
+    base, weighted = run(plain, "plain"), run(with_b, "with")
+    assert all("behavior_used" not in r and "behavior_missing" not in r for r in base)  # no field in the data: no counts
+    assert [r["behavior_used"] for r in weighted] == [3, 3] and [r["behavior_missing"] for r in weighted] == [1, 1]
+    assert weighted[0]["loss"] != pytest.approx(base[0]["loss"], abs=1e-6)
+
+
+def test_cispo_with_a_cap_below_1_is_refused_up_front(tmp_path: Path) -> None:
+    """CISPO caps the importance weight at eps_high itself (TRL): the default 0.2 would be a cap below 1."""
+    from policy.errors import SettingsError
+    from policy.trainer import check_settings
+
+    with pytest.raises(SettingsError, match="--eps-high"):
+        check_settings(TrainSettings(dataset=tmp_path / "d.jsonl", out=tmp_path, loss_type="cispo"))
+    check_settings(TrainSettings(dataset=tmp_path / "d.jsonl", out=tmp_path, loss_type="cispo", eps_high=5.0))
