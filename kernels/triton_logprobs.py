@@ -49,6 +49,21 @@ _NEG_BIG = tl.constexpr(-1.0e30)
 
 
 @triton.jit
+def _online_step(z, m, s, u):
+    """Fold one block z (BLOCK_V,) fp32 into the running (m, s, u); masked lanes are -inf and add nothing."""
+    m_new = tl.maximum(m, tl.max(z, axis=0))
+    shift = m - m_new  # <= 0, finite
+    alpha = tl.exp(shift)
+    # z - m_new clamped to a finite floor: masked lanes and -inf logits give e = 0 and e * d = 0, not NaN
+    d = tl.maximum(z - m_new, _NEG_BIG)
+    e = tl.exp(d)
+    # sum e^(z - m_new) (z - m_new) over seen chunks = alpha * (u + shift * s) + this chunk
+    u = alpha * (u + shift * s) + tl.sum(e * d, axis=0)
+    s = alpha * s + tl.sum(e, axis=0)
+    return m_new, s, u
+
+
+@triton.jit
 def _logprobs_fwd_kernel(
     logits_ptr,  # (N, V) fp32/bf16/fp16, last dim contiguous
     stride_row,  # elements between rows of logits (runtime)
@@ -74,21 +89,16 @@ def _logprobs_fwd_kernel(
     m = tl.full((), _NEG_BIG, tl.float32)
     s = tl.full((), 0.0, tl.float32)
     u = tl.full((), 0.0, tl.float32)
-    for start in range(0, V, BLOCK_V):
-        offs = start + cols
-        mask = offs < V
-        x = tl.load(row_ptr + offs, mask=mask, other=float("-inf"))
-        z = x.to(tl.float32) * inv_temperature  # (BLOCK_V,)
-        m_new = tl.maximum(m, tl.max(z, axis=0))
-        shift = m - m_new  # <= 0, finite
-        alpha = tl.exp(shift)
-        # z - m_new clamped to a finite floor: masked lanes and -inf logits give e = 0 and e * d = 0, not NaN
-        d = tl.maximum(z - m_new, _NEG_BIG)
-        e = tl.exp(d)
-        # sum e^(z - m_new) (z - m_new) over seen chunks = alpha * (u + shift * s) + this chunk
-        u = alpha * (u + shift * s) + tl.sum(e * d, axis=0)
-        s = alpha * s + tl.sum(e, axis=0)
-        m = m_new
+    # Unmasked main loop over the full BLOCK_V blocks (vector loads when the row stride is 16-aligned,
+    # whatever V), then one masked tail block (V % BLOCK_V entries) when V is not a multiple of BLOCK_V.
+    v_main = (V // BLOCK_V) * BLOCK_V
+    for start in range(0, v_main, BLOCK_V):
+        x = tl.load(row_ptr + start + cols)
+        m, s, u = _online_step(x.to(tl.float32) * inv_temperature, m, s, u)
+    if v_main < V:
+        offs = v_main + cols
+        x = tl.load(row_ptr + offs, mask=offs < V, other=float("-inf"))
+        m, s, u = _online_step(x.to(tl.float32) * inv_temperature, m, s, u)
 
     log_s = tl.log(s)
     lse = m + log_s
@@ -122,23 +132,38 @@ def _logprobs_bwd_kernel(
     out_ptr = dlogits_ptr + row * stride_out_row
     cols = tl.arange(0, BLOCK_V)
 
+    v_main = (V // BLOCK_V) * BLOCK_V  # full blocks: unmasked; then one masked tail block
     tok = tl.load(ids_ptr + row)
     if tok < 0:  # ignored row (id -100): a zero dlogits row, no logits read
-        for start in range(0, V, BLOCK_V):
-            offs = start + cols
-            tl.store(out_ptr + offs, tl.zeros((BLOCK_V,), dtype=dlogits_ptr.dtype.element_ty), mask=offs < V)
+        zero = tl.zeros((BLOCK_V,), dtype=dlogits_ptr.dtype.element_ty)
+        for start in range(0, v_main, BLOCK_V):
+            tl.store(out_ptr + start + cols, zero)
+        if v_main < V:
+            offs = v_main + cols
+            tl.store(out_ptr + offs, zero, mask=offs < V)
         return
     lse = tl.load(lse_ptr + row)
     g = tl.load(grad_ptr + row) * inv_temperature  # d logp / d z = onehot - p, and dz / dx = 1 / T
 
-    for start in range(0, V, BLOCK_V):
+    # Each block is read before it is written and rows are disjoint, so out may alias logits.
+    for start in range(0, v_main, BLOCK_V):
         offs = start + cols
-        mask = offs < V
-        x = tl.load(row_ptr + offs, mask=mask, other=0.0)
+        x = tl.load(row_ptr + offs)
         p = tl.exp(x.to(tl.float32) * inv_temperature - lse)  # softmax(z), (BLOCK_V,)
         d = g * (tl.where(offs == tok, 1.0, 0.0) - p)
-        # Each chunk is read before it is written and rows are disjoint, so out may alias logits.
+        tl.store(out_ptr + offs, d.to(dlogits_ptr.dtype.element_ty))
+    if v_main < V:
+        offs = v_main + cols
+        mask = offs < V
+        x = tl.load(row_ptr + offs, mask=mask, other=0.0)
+        p = tl.exp(x.to(tl.float32) * inv_temperature - lse)
+        d = g * (tl.where(offs == tok, 1.0, 0.0) - p)
         tl.store(out_ptr + offs, d.to(dlogits_ptr.dtype.element_ty), mask=mask)
+
+
+# Every @triton.jit function of this module (kernels and the helpers they call): a harness that swaps
+# interpreted / compiled function objects (tests/kernels/test_triton_logprobs.py) must swap all of them.
+JIT_FUNCTIONS = ("_online_step", "_logprobs_fwd_kernel", "_logprobs_bwd_kernel")
 
 
 def _config(V: int) -> tuple[int, int]:

@@ -27,7 +27,7 @@ from oracle import BF16_CAST, assert_within, dlogits_tol, entropy_tol, logp_tol,
 from test_fused_linear import FUSED_GRAD_TOL, fused_logits_error
 from test_loss import LOSS_TOL, GRAD_TOL, eps_for, trl_loss64
 
-KERNELS = (triton_logprobs, ("_logprobs_fwd_kernel", "_logprobs_bwd_kernel"))
+KERNELS = (triton_logprobs, triton_logprobs.JIT_FUNCTIONS)
 NO_CUDA = "no CUDA device: the compiled kernels run only on a GPU (the interpreter runs them on cpu here)"
 _CONVERTED: dict[tuple[int, type], object] = {}
 
@@ -379,3 +379,55 @@ def test_ignore_index_on_masked_tokens_gives_finite_loss(device, triton_calls, b
     tol = triton_logp_tol(want_logp, logits[live].cpu(), ids[live].cpu(), 0.9)
     assert_within(got[1].logp[live].cpu(), want_logp, tol, "logp")
     assert torch.isfinite(want[0])
+
+
+# ---- vocabulary loop: unmasked full BLOCK_V blocks + one masked tail block (issue 12 item 8) ----
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=["fp32", "bf16", "fp16"])
+@pytest.mark.parametrize(
+    "vocab, block_v",
+    [(1003, 64), (1024, 64), (50, 64), (64, 64), (1003, 1024)],
+    ids=["odd-tail", "no-tail", "tail-only", "one-block", "one-big-tail"],
+)
+def test_vocab_tail_path_matches_float64(device, monkeypatch, dtype, vocab, block_v):
+    """A small BLOCK_V makes odd V run the unmasked main loop over full blocks and then the masked tail block
+    (V % BLOCK_V entries); V a multiple of BLOCK_V runs no tail, V < BLOCK_V only the tail. Rows come from
+    kernels.layout.aligned_rows (16-aligned stride, padding never read: filled with NaN). Ids in the last
+    tail entry, the first tail entry and a main block; one ignored row (-100) gets a zero row in the tail too."""
+    from kernels.layout import aligned_rows, padded_width
+
+    monkeypatch.setattr(triton_logprobs, "_config", lambda v: (block_v, 4))
+    n = 5
+    buf = aligned_rows(n, vocab, dtype, device)
+    assert buf.stride(0) == padded_width(vocab) and buf.stride(0) % 16 == 0
+    buf.as_strided((n, buf.stride(0)), (buf.stride(0), 1)).fill_(float("nan"))  # padding columns
+    buf.copy_(_logits(n, vocab, dtype, device, seed=vocab + block_v))
+    ids = _ids(n, vocab, device)  # ids[0] = V - 1: the tail's last entry
+    ids[1] = (vocab // block_v) * block_v if vocab % block_v else vocab - block_v  # first tail / last block entry
+    ids[2] = min(3, vocab - 1)  # a main-loop block
+    ids[3] = -100
+    keep = torch.tensor([0, 1, 2, 4])
+    grad = torch.tensor([0.5, -1.5, 2.0, 1.0, 3.0], device=device)
+    _check_launchers(buf[keep], ids[keep], grad[keep], 0.8)
+
+    got = triton_logprobs.logprobs_forward(buf, ids, 0.8)
+    assert all(bool(g[3] == 0) for g in got)
+    dlogits = triton_logprobs.logprobs_backward(buf, ids, got[1], grad, 0.8, out=buf)  # in place
+    assert torch.all(dlogits[3] == 0) and torch.isfinite(dlogits.float()).all()
+    pad = buf.as_strided((n, buf.stride(0)), (buf.stride(0), 1))[:, vocab:]
+    assert torch.isnan(pad.float()).all()  # never written
+
+
+def test_tail_block_all_neg_inf(device, monkeypatch):
+    """A tail block (and a full block) of -inf logits (padded vocabulary) adds nothing, no NaN."""
+    monkeypatch.setattr(triton_logprobs, "_config", lambda v: (64, 4))
+    vocab = 1003
+    logits = _logits(3, vocab, torch.float32, device)
+    logits[:, 960:] = float("-inf")  # the whole tail block (960..1002) is -inf
+    logits[1, 64:128] = float("-inf")  # a whole main block
+    ids = _ids(3, 900, device)
+    got = triton_logprobs.logprobs_forward(logits, ids, 1.0)
+    want_logp, want_lse, want_entropy = reference(logits.cpu(), ids.cpu(), 1.0)
+    assert_within(got[0].cpu(), want_logp, triton_logp_tol(want_logp, logits.cpu(), ids.cpu(), 1.0), "logp")
+    assert_within(got[2].cpu(), want_entropy, entropy_tol(want_entropy), "entropy")
