@@ -17,7 +17,8 @@ depend on the summation order, so the CPU model, its vector width, the thread co
 alignment do not change it. What is left is the fp32 rounding of each term (d, exp(d), d * e: a few
 units in the last place, independent across terms) and the final rounding of each output to fp32.
 
-On CPU the row chunks are shared out among `torch.get_num_threads()` Python threads that each run
+On CUDA a chunk is a batch of rows (CUDA_CHUNK_ELEMENTS, a few launches each, no host sync) run in order
+on the one stream. On CPU the row chunks are shared out among `torch.get_num_threads()` Python threads that each run
 single-threaded torch ops on their own L2-sized chunk (the ops release the GIL): one OpenMP barrier per
 op and chunk would stall whenever another process holds a core, while whole chunks per thread do not.
 """
@@ -32,7 +33,10 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 from torch import Tensor
 
-CHUNK_ELEMENTS = 1 << 19  # fp32 elements per row chunk: 2 MiB, about one core's L2
+CHUNK_ELEMENTS = 1 << 19  # fp32 elements per row chunk on CPU: 2 MiB, about one core's L2
+# On CUDA (one stream: threads are pointless) a chunk is a batch of rows for a handful of launches: 32 MiB
+# per fp32 scratch buffer, so V = 151936 takes 55 rows per chunk (300 chunks at N = 16k, not 5,000 of 3 rows).
+CUDA_CHUNK_ELEMENTS = 1 << 23
 
 _executor: ThreadPoolExecutor | None = None  # helper threads, created on first use
 _executor_size = 0
@@ -46,8 +50,9 @@ def _forget_executor() -> None:
 os.register_at_fork(after_in_child=_forget_executor)
 
 
-def _rows_per_chunk(vocab: int) -> int:
-    return max(1, CHUNK_ELEMENTS // max(vocab, 1))
+def _rows_per_chunk(vocab: int, device: torch.device | None = None) -> int:
+    budget = CUDA_CHUNK_ELEMENTS if device is not None and device.type == "cuda" else CHUNK_ELEMENTS
+    return max(1, budget // max(vocab, 1))
 
 
 def _for_each_chunk(n: int, vocab: int, device: torch.device, work: Callable[[], Callable[[int, int], None]]) -> None:
@@ -56,7 +61,7 @@ def _for_each_chunk(n: int, vocab: int, device: torch.device, work: Callable[[],
     `work()` is called once per thread and returns that thread's chunk function (own scratch buffers).
     """
     global _executor, _executor_size
-    step = _rows_per_chunk(vocab)
+    step = _rows_per_chunk(vocab, device)
     chunks = [(start, min(start + step, n)) for start in range(0, n, step)]
     threads = torch.get_num_threads()
     workers = min(threads, len(chunks)) if device.type == "cpu" else 1
@@ -97,7 +102,7 @@ def logprobs_forward(logits: Tensor, ids: Tensor, temperature: float) -> tuple[T
     logp = torch.empty(n, dtype=torch.float32, device=logits.device)  # (N,)
     lse = torch.empty_like(logp)  # (N,)
     entropy = torch.empty_like(logp)  # (N,)
-    rows = min(_rows_per_chunk(vocab), n)
+    rows = min(_rows_per_chunk(vocab, logits.device), n)
 
     def work() -> Callable[[int, int], None]:
         shift_buf = torch.empty(rows, vocab, dtype=torch.float32, device=logits.device)  # (C, V) d, then d * e
@@ -143,10 +148,10 @@ def logprobs_backward(
     if out is None:
         out = torch.empty(n, vocab, dtype=logits.dtype, device=logits.device)  # (N, V)
     scale = grad_logp.float() / temperature  # (N,) g / T
-    rows = min(_rows_per_chunk(vocab), n)
+    rows = min(_rows_per_chunk(vocab, logits.device), n)
 
     def work() -> Callable[[int, int], None]:
-        fp32_out = out.dtype == torch.float32
+        fp32_out, on_cuda = out.dtype == torch.float32, logits.device.type == "cuda"
         buf = None if fp32_out else torch.empty(rows, vocab, dtype=torch.float32, device=logits.device)  # (C, V)
 
         def run(start: int, stop: int) -> None:
@@ -162,7 +167,7 @@ def logprobs_backward(
             tok = ids[start:stop]  # (C,)
             target.scatter_add_(1, tok.clamp(min=0)[:, None], scale[start:stop, None])  # + g/T at the chosen id
             ignored = tok < 0  # (C,) ignore index: lse is 0 there, so the row above is garbage; zero it
-            if bool(ignored.any()):
+            if on_cuda or bool(ignored.any()):  # no host sync per chunk on CUDA
                 target.masked_fill_(ignored[:, None], 0.0)
             if buf is not None:
                 out[start:stop].copy_(target)

@@ -126,6 +126,8 @@ class HFPolicy:
 
     def _head(self, dtype: torch.dtype, lm: Any = None) -> tuple[Tensor, Tensor | None]:
         head = (self._causal_lm() if lm is None else lm).get_output_embeddings()
+        if head.weight.dtype in (torch.bfloat16, torch.float16):
+            dtype = head.weight.dtype  # a bf16 model's head products keep bf16 operands (callers cast hidden)
         weight = head.weight if head.weight.dtype == dtype else head.weight.to(dtype)  # (V, H)
         bias = getattr(head, "bias", None)
         return weight, None if bias is None else bias.to(dtype)
@@ -212,6 +214,7 @@ class HFPolicy:
         enc = self._on_device(enc)
         hidden = self._hidden(enc)  # (G, T, H)
         weight, bias = self._head(hidden.dtype)
+        hidden = hidden.to(weight.dtype)
         return fused_linear_grpo_loss(
             hidden, weight, self._targets(enc), old_logp, ref_logp, advantages.to(self.device), enc.mask,
             bias=bias, loss_type=opts.loss_type, eps_low=opts.eps_low, eps_high=opts.eps_high, delta=opts.delta,
@@ -226,6 +229,7 @@ class HFPolicy:
         with torch.no_grad():
             hidden = self._hidden(enc, lm)  # (G, T, H)
             weight, bias = self._head(hidden.dtype, lm)
+            hidden = hidden.to(weight.dtype)
             _, stats = fused_linear_grpo_loss(
                 hidden, weight, self._targets(enc), None, None, torch.zeros(g, device=self.device), enc.mask,
                 bias=bias, temperature=temperature,

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from kernels import OptionError, ShapeError, fused_linear_grpo_loss, grpo_loss, use_backend
-from kernels.fused_linear import default_chunk_tokens
+from kernels.fused_linear import CHUNK_CAP_BYTES, default_chunk_tokens
 
 from kernels.fused_linear import VOCAB_BLOCK
 from oracle import U, assert_within, gemm_bound, logp_tol
-from test_loss import LOSS_TOL, trl_loss64  # the float64 TRL reference (same folder, rootdir-relative import)
+from test_loss import LOSS_TOL, trl_loss64, trl_loss_from_logp64  # the float64 TRL reference (same folder, rootdir-relative import)
 
 # d_hidden = dlogits @ W sums V terms: in VOCAB_BLOCK-wide fp32 GEMMs (random-walk error about
 # sqrt(VOCAB_BLOCK) * U per unit of the largest partial sum, which is the output's own scale here) added in
@@ -87,7 +88,10 @@ def test_matches_float64_reference(b, t, h, vocab, chunk, with_bias, kw) -> None
         assert rel(got.grad, want.grad) <= FUSED_GRAD_TOL
     temp = kw.get("temperature", 1.0)
     logp64 = torch.log_softmax(logits64.detach() / temp, -1).gather(-1, ids[..., None]).squeeze(-1)
-    assert_within(stats.logp, logp64, logp_tol(logp64) + fused_logits_error(hidden, weight, bias) / temp, "logp")
+    live = mask != 0  # masked rows are dropped before the products: logp 0 there
+    tol = logp_tol(logp64) + fused_logits_error(hidden, weight, bias) / temp
+    assert_within(stats.logp[live], logp64[live], tol[live], "logp")
+    assert torch.all(stats.logp[~live] == 0)
     assert stats.entropy is not None and stats.entropy.shape == (b, t)
 
 
@@ -102,13 +106,15 @@ def test_stats_match_float64_on_a_chunked_run() -> None:
     logp64 = logsm.gather(-1, ids[..., None]).squeeze(-1)
     moved = fused_logits_error(hidden, weight) / 0.9  # (B, T) from the fp32 GEMM
     tol = logp_tol(logp64) + moved
-    assert_within(stats.logp, logp64, tol, "logp")
-    ratio64 = torch.exp(logp64 - old.double())
-    assert_within(stats.ratio, ratio64, ratio64 * (2 * tol + U), "ratio")  # exp: relative error = logp error
-    diff = ref.double() - logp64
-    assert_within(stats.kl, torch.exp(diff) - diff - 1, (torch.exp(diff) + 1) * (tol + U) + 4 * U, "kl")
-    entropy64 = torch.special.entr(logsm.exp()).sum(-1)
-    assert_within(stats.entropy, entropy64, 4e-6 + 2 * moved, "entropy")  # oracle.entropy_tol plus the GEMM's move
+    live = mask != 0  # masked rows are dropped: their stats are not compared
+    logp64, tol, moved = logp64[live], tol[live], moved[live]
+    assert_within(stats.logp[live], logp64, tol, "logp")
+    ratio64 = torch.exp(logp64 - old.double()[live])
+    assert_within(stats.ratio[live], ratio64, ratio64 * (2 * tol + U), "ratio")  # exp: relative error = logp error
+    diff = ref.double()[live] - logp64
+    assert_within(stats.kl[live], torch.exp(diff) - diff - 1, (torch.exp(diff) + 1) * (tol + U) + 4 * U, "kl")
+    entropy64 = torch.special.entr(logsm.exp()).sum(-1)[live]
+    assert_within(stats.entropy[live], entropy64, 4e-6 + 2 * moved, "entropy")  # oracle.entropy_tol plus the GEMM's move
 
 
 def test_bf16_inputs_accumulate_in_fp32() -> None:
@@ -135,9 +141,15 @@ def test_frozen_head_gets_no_weight_gradient() -> None:
     assert weight.grad is None and h.grad is not None and h.grad.abs().sum() > 0
 
 
-def test_default_chunk_keeps_the_logits_buffer_near_128_mib() -> None:
-    rows = default_chunk_tokens(151936)
-    assert 100 << 20 <= rows * 151936 * 4 <= 150 << 20
+def test_default_chunk_follows_the_flop_per_byte_balance() -> None:
+    """bf16, H = 4096: C >= R H / (H - 2 R) with R = 989e12 / 3.35e12 = 295 -> 345 -> 384 rows; small H is
+    memory-bound whatever C (C = H, at least 128); buffers within CHUNK_CAP_BYTES; absurd V -> 1 row."""
+    assert default_chunk_tokens(151936, torch.bfloat16, 4096) == 384
+    assert default_chunk_tokens(151936, torch.bfloat16, 256) == 256
+    assert default_chunk_tokens(151936, torch.float32, 4096) == 128
+    for dtype, size in ((torch.float32, 4), (torch.bfloat16, 6)):
+        for vocab in (1000, 50257, 151936, 10**6):
+            assert default_chunk_tokens(vocab, dtype, 8192) * vocab * size <= CHUNK_CAP_BYTES
     assert default_chunk_tokens(10**9) == 1
 
 
@@ -168,3 +180,104 @@ def test_ignore_index_on_masked_tokens_costs_nothing() -> None:
     assert torch.all(leaves[0].grad[mask == 0] == 0) and torch.all(stats.logp[mask == 0] == 0)
     for got, want in zip(leaves, leaves64):
         assert rel(got.grad, want.grad) <= FUSED_GRAD_TOL
+
+
+def bf16_oracle(hidden, weight, ids, old, ref, adv, mask, **kw):
+    """float64 loss, d_hidden, d_weight and per-row error bounds of the bf16 path, from the same bf16 values.
+
+    Error model (per row, relative to the row's magnitudes): the logits GEMM is off by gemm_bound (fp32
+    accumulation, gamma_K with K = H) plus, on a backend without an fp32-output low-precision GEMM (the CPU),
+    one bf16 rounding of each logit (2^-8 |z|); delta = the row's worst logit error moves logp by <= 2 delta and
+    each p_v by <= 2.1 delta p_v. dlogits = g (onehot - p) is rounded once to bf16 (2^-8), the gradient GEMMs
+    add gamma_K (K = V or N) and possibly a bf16 output rounding (2^-8), the returned gradient a bf16 cast
+    (2^-8), and the fp32 kernel math a few U. All are bounded by A = |g| (onehot + p), so
+    |err d_hidden| <= (A f) @ |W| and |err d_weight| <= (A f).T @ |h| with f = 3 * 2^-8 + K U + 2.1 delta + 8 U.
+    """
+    h64, w64 = hidden.double().reshape(-1, hidden.shape[-1]).requires_grad_(True), weight.double().requires_grad_(True)
+    logits64 = h64 @ w64.T  # (N, V)
+    logsm = torch.log_softmax(logits64, -1)
+    logp64 = logsm.gather(-1, ids.reshape(-1, 1).clamp(min=0)).squeeze(-1)
+    logp64.retain_grad()
+    loss64 = trl_loss_from_logp64(logp64.view(ids.shape), old, ref, adv, mask, **kw)
+    loss64.backward()
+    h2 = hidden.reshape(-1, hidden.shape[-1])
+    delta = (gemm_bound(h2, weight) + 2.0**-8 * logits64.detach().abs()).amax(-1)  # (N,)
+    g = logp64.grad.abs()  # (N,)
+    onehot = torch.zeros_like(logits64).scatter_(1, ids.reshape(-1, 1).clamp(min=0), 1.0)
+    k = max(weight.shape[0], h2.shape[0])
+    a = g[:, None] * (onehot + logsm.detach().exp()) * (3 * 2.0**-8 + k * U + 2.1 * delta + 8 * U)[:, None]  # (N, V)
+    tol_h = a @ weight.double().abs()  # (N, H)
+    tol_w = a.T @ h2.double().abs()  # (V, H)
+    return loss64, logp64.detach().view(ids.shape), 2 * delta.view(ids.shape), h64.grad.view(hidden.shape), w64.grad, tol_h.view(hidden.shape), tol_w
+
+
+class _ProductDtypes(TorchDispatchMode):
+    """Records the operand dtypes of every matrix product dispatched while active."""
+
+    PRODUCTS = {"mm", "addmm", "bmm", "baddbmm", "matmul", "dot", "mv", "addmv", "addbmm", "_addmm_activation"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[str, tuple[torch.dtype, ...]]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if name in self.PRODUCTS:
+            mats = args[1:3] if name.startswith(("addmm", "baddbmm", "addmv", "addbmm", "_addmm")) else args[:2]
+            self.seen.append((name, tuple(m.dtype for m in mats)))
+        return func(*args, **(kwargs or {}))
+
+
+def test_bf16_hidden_and_weight_call_their_products_with_bf16_operands() -> None:
+    hidden, weight, _, ids, old, ref, adv, mask = problem(2, 6, 16, 1000, seed=2)
+    h, w = hidden.bfloat16().requires_grad_(True), weight.bfloat16().requires_grad_(True)
+    with _ProductDtypes() as mode:
+        loss, _ = fused_linear_grpo_loss(h, w, ids, old, ref, adv, mask, chunk_tokens=3, loss_type="dapo", beta=0.04)
+        loss.backward()
+    products = [(name, dtypes) for name, dtypes in mode.seen if name != "mm" or len(dtypes) == 2]
+    assert len(products) >= 3  # logits (forward and recomputed), d_hidden, d_weight
+    assert all(d == (torch.bfloat16, torch.bfloat16) for _, d in products), products
+    assert h.grad is not None and w.grad is not None
+
+
+@pytest.mark.parametrize("with_mask_drop", [False, True])
+def test_bf16_path_against_float64_of_the_same_bf16_values(with_mask_drop: bool) -> None:
+    hidden, weight, _, ids, old, ref, adv, mask = problem(3, 5, 32, 1003, seed=5)
+    hidden, weight = hidden.bfloat16(), weight.bfloat16()
+    if not with_mask_drop:
+        mask = torch.ones_like(mask)
+    kw = dict(loss_type="grpo", beta=0.04)
+    h, w = hidden.clone().requires_grad_(True), weight.clone().requires_grad_(True)
+    loss, stats = fused_linear_grpo_loss(h, w, ids, old, ref, adv, mask, chunk_tokens=4, **kw)
+    loss.backward()
+    loss64, logp64, moved, dh64, dw64, tol_h, tol_w = bf16_oracle(hidden, weight, ids, old, ref, adv, mask, **kw)
+    live = mask != 0
+    assert_within(stats.logp[live], logp64[live], (logp_tol(logp64) + moved)[live], "logp")
+    assert h.grad.dtype == w.grad.dtype == torch.bfloat16
+    assert_within(h.grad, dh64, tol_h + 1e-30, "d_hidden")
+    assert_within(w.grad, dw64, tol_w + 1e-30, "d_weight")
+    # the loss moves with logp: through the ratio and KL, at most a few times the largest logp error
+    assert abs(loss.item() - loss64.item()) <= LOSS_TOL + 8 * (logp_tol(logp64) + moved)[live].max().item()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_masked_and_ignored_rows_give_zero_gradient_and_leave_the_others_alone(dtype) -> None:
+    hidden, weight, _, ids, old, ref, adv, mask = problem(3, 5, 16, 517, seed=13)
+    mask[1, 1] = 0.0  # a masked position between live ones
+    hidden, weight = hidden.to(dtype), weight.to(dtype)
+    ids_ignored = ids.clone()
+    ids_ignored[0, 2] = -100  # an ignore index on a live mask position: dropped too
+    dead = (mask == 0) | (ids_ignored < 0)
+
+    def run(h_in, ids_in, mask_in):
+        h, w = h_in.clone().requires_grad_(True), weight.clone().requires_grad_(True)
+        loss, stats = fused_linear_grpo_loss(h, w, ids_in, old, ref, adv, mask_in, beta=0.04, chunk_tokens=4)
+        loss.backward()
+        return stats, h.grad, w.grad
+
+    stats, dh, dw = run(hidden, ids_ignored, mask)
+    assert torch.all(dh[dead] == 0) and torch.all(stats.logp[dead] == 0) and torch.all(stats.entropy[dead] == 0)
+    noisy = hidden.clone()
+    noisy[dead] = 1e4  # garbage (huge logits) in the dropped rows must not reach anything
+    stats2, dh2, dw2 = run(noisy, ids_ignored.masked_fill(mask == 0, 7), mask)
+    assert torch.equal(stats.logp, stats2.logp) and torch.equal(dh, dh2) and torch.equal(dw, dw2)

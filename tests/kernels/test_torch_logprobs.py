@@ -241,3 +241,48 @@ def test_ignore_index_rows_cost_nothing(dtype: torch.dtype, inplace: bool) -> No
     assert_within(logp[keep], want_logp, logp_tol(want_logp), "logp")
     assert_within(entropy[keep], want_entropy, entropy_tol(want_entropy), "entropy")
     assert_grad_matches(leaf.grad[keep], logits[keep], ids[keep], upstream[keep], 0.9)
+
+
+def test_cuda_runs_batches_of_rows_in_one_thread() -> None:
+    """Issue 12 item 9: on CUDA the chunks are batches of rows (not 3 rows at V = 151936, ~5,000 chunks and
+    ~60k launches at N = 16k), run in order on the calling thread (one stream). Counted without a GPU: the
+    chunker itself touches no device memory."""
+    import threading
+
+    n, vocab = 16384, 151936
+    calls: list[tuple[int, int, int]] = []
+
+    def work():
+        return lambda start, stop: calls.append((start, stop, threading.get_ident()))
+
+    ops._for_each_chunk(n, vocab, torch.device("cuda"), work)
+    rows = ops._rows_per_chunk(vocab, torch.device("cuda"))
+    assert rows >= 50 and len(calls) == -(-n // rows) <= 330
+    assert [c[:2] for c in calls] == [(s, min(s + rows, n)) for s in range(0, n, rows)]
+    assert {c[2] for c in calls} == {threading.get_ident()}
+    assert rows * vocab <= ops.CUDA_CHUNK_ELEMENTS  # each fp32 scratch buffer stays within its budget
+
+
+def test_cpu_chunks_stay_l2_sized_and_cover_every_row(monkeypatch) -> None:
+    """The CPU path keeps its L2-sized chunks (its accuracy and thread sharing are unchanged): every row is
+    computed exactly once, in ceil(N / rows) chunks."""
+    n, vocab = 40, 50000
+    seen: list[tuple[int, int]] = []
+    real = ops._for_each_chunk
+
+    def spy(n_, vocab_, device, work):
+        def counted():
+            run = work()
+            return lambda a, b: (seen.append((a, b)), run(a, b))
+
+        real(n_, vocab_, device, counted)
+
+    monkeypatch.setattr(ops, "_for_each_chunk", spy)
+    logits = torch.randn(n, vocab)
+    ids = torch.randint(0, vocab, (n,))
+    logp, _, _ = ops.logprobs_forward(logits, ids, 1.0)
+    rows = ops._rows_per_chunk(vocab, logits.device)
+    assert rows == ops.CHUNK_ELEMENTS // vocab
+    assert sorted(seen) == [(s, min(s + rows, n)) for s in range(0, n, rows)]
+    want, _, _ = reference(logits, ids)
+    assert_within(logp, want, logp_tol(want), "logp")
