@@ -47,6 +47,8 @@ class Case:
     run: Callable[[str, dict[str, Any]], dict[str, Any]]
     check: Callable[[dict[str, Any], dict[str, Any]], dict[str, float]] | None = None
     bytes_moved: Callable[[Size], int] | None = None
+    flops: Callable[[Size], int] | None = None  # FLOPs of one run; with bytes_moved: % of the roofline bound
+    cuda_tokens: tuple[int, ...] = ()  # default token counts on CUDA (empty: `tokens`)
     skip_reason: Callable[[str, str], str | None] | None = None
     extra: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     default: bool = True  # part of a bare `grpo bench`

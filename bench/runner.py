@@ -61,7 +61,8 @@ def plan_specs(plan: Plan, device: str, note: Callable[[str], None]) -> list[dic
                 runnable.append(provider)
         vocabs = case.vocabs if case.vocabs == (None,) else (plan.vocabs or case.vocabs)
         hidden = (plan.hidden or case.hidden) if case.hidden is not None else None
-        for tokens in plan.tokens or case.tokens:
+        default_tokens = case.cuda_tokens if device == "cuda" and case.cuda_tokens else case.tokens
+        for tokens in plan.tokens or default_tokens:
             for vocab in vocabs:
                 for provider in runnable:
                     specs.append(

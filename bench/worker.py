@@ -116,12 +116,22 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         bytes_moved=case.bytes_moved(size) if case.bytes_moved else None,
         roofline=None,
     )
+    flops = case.flops(size) if case.flops else None
+    if flops is not None:
+        result["flops"] = flops
     if device == "cuda" and result["bytes_moved"]:
-        from bench.roofline import peak_bandwidth_gbs
+        from bench.roofline import peak_bandwidth_gbs, peak_tflops, roofline_point
 
         gbs, source = peak_bandwidth_gbs()
-        achieved = result["bytes_moved"] / (result["time_ms_p50"] / 1e3) / 1e9
+        time_s = result["time_ms_p50"] / 1e3
+        achieved = result["bytes_moved"] / time_s / 1e9
         result.update(achieved_gbs=achieved, peak_gbs=gbs, peak_gbs_source=source, roofline=achieved / gbs if gbs else None)
+        if flops:
+            import torch
+
+            tflops, tsource = peak_tflops(torch.cuda.get_device_name(), spec["dtype"])
+            point = roofline_point(flops, result["bytes_moved"], time_s, tflops * 1e12 if tflops else None, gbs * 1e9 if gbs else None)
+            result.update(peak_tflops=tflops, peak_tflops_source=tsource, **point)
     if case.extra is not None:
         result["extra"] = case.extra(inputs)
     if spec.get("profile_dir"):

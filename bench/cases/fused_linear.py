@@ -97,11 +97,30 @@ def check(inputs: dict[str, Any], outputs: dict[str, Any]) -> dict[str, float]:
     }
 
 
+def logits_bytes(size: Size) -> int:
+    """Traffic of the (C, V) fp32 chunk buffer summed over the chunks (N rows in all): the forward GEMM writes
+    it and logprobs_forward reads it; the backward's recompute GEMM writes it again and logprobs_backward
+    reads and rewrites it in place (dlogits): 5 N V fp32 accesses. The two backward GEMMs (d_hidden, d_weight)
+    each read dlogits in the operand dtype; a low-precision operand first costs one fp32 read + one
+    operand-dtype write of the copy."""
+    es = TORCH_DTYPES[size.dtype].itemsize
+    nv = size.tokens * size.vocab
+    copy = nv * (4 + es) if es < 4 else 0
+    return 5 * nv * 4 + 2 * nv * es + copy
+
+
 def bytes_moved(size: Size) -> int:
     es = TORCH_DTYPES[size.dtype].itemsize
     nh, vh = size.tokens * size.hidden, size.vocab * size.hidden
-    # read hidden and W in forward and again in backward, write dhidden and dW; per-token inputs
-    return 2 * (nh + vh) * es + (nh + vh) * es + size.tokens * (8 + 4 * 4)
+    # operands: read hidden and W in forward and again in backward, write dhidden and dW; per-token inputs;
+    # plus the chunked logits traffic
+    return 2 * (nh + vh) * es + (nh + vh) * es + size.tokens * (8 + 4 * 4) + logits_bytes(size)
+
+
+def flops(size: Size) -> int:
+    """4 GEMMs of 2 N V H FLOPs: the forward logits, the backward's recompute of them, d_hidden = dlogits @ W
+    and d_weight = dlogits.T @ h (the elementwise softmax work is negligible next to them)."""
+    return 4 * 2 * size.tokens * size.vocab * size.hidden
 
 
 register(
@@ -116,6 +135,8 @@ register(
         run=run,
         check=check,
         bytes_moved=bytes_moved,
+        flops=flops,
+        cuda_tokens=(8192,),
         skip_reason=third_party_skip,
         order=3,
     )

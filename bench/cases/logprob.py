@@ -59,6 +59,7 @@ register(
         summary="token_logprobs forward, no grad",
         providers=("ours", "naive", "trl"),
         tokens=(1024,),
+        cuda_tokens=(8192,),  # enough rows to fill an H100/H200
         vocabs=(50257, 128256, 151936),
         hidden=None,
         build=build,

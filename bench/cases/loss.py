@@ -101,6 +101,7 @@ register(
         summary="grpo_loss forward + backward on logits",
         providers=("ours", "naive", "liger"),
         tokens=(1024,),
+        cuda_tokens=(8192,),  # enough rows to fill an H100/H200
         vocabs=(50257, 128256, 151936),
         hidden=None,
         build=build,

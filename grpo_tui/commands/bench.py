@@ -37,7 +37,7 @@ def _int_list(minimum: int):
 
 @click.command("bench")
 @click.argument("cases", nargs=-1, metavar="[CASES]...")
-@click.option("--tokens", multiple=True, metavar="N[,N..]", callback=_int_list(1), help="Token counts N (comma-separated or repeated); default per case (rollout: max new tokens per completion, 16).")
+@click.option("--tokens", multiple=True, metavar="N[,N..]", callback=_int_list(1), help="Token counts N (comma-separated or repeated); default per case (logprob, loss, fused-linear: 8192 on CUDA; rollout: max new tokens per completion, 16).")
 @click.option("--vocab", multiple=True, metavar="V[,V..]", callback=_int_list(2), help="Vocabulary sizes V, any value; default 50257,128256,151936.")
 @click.option("--hidden", type=click.IntRange(min=1), help="Hidden size H: fused-linear (default 256); train-step and rollout, the model's (default 64).")
 @click.option("--dtype", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True, help="Logits / hidden / weight dtype.")
