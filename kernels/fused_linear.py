@@ -27,6 +27,7 @@ from torch import Tensor
 
 from .dispatch import launchers
 from .errors import OptionError, ShapeError
+from .layout import aligned_rows
 from .loss import IS_CAP, GRPOStats, check_options, grpo_loss_from_logp
 
 VOCAB_BLOCK = 1024  # inner-dimension slice of d_hidden = dlogits @ W (see the module docstring)
@@ -179,8 +180,8 @@ class FusedLinearLogprobsFunction(torch.autograd.Function):
 def _buffers(rows: int, vocab: int, hidden: Tensor) -> tuple[Tensor, Tensor | None]:
     """The chunk's (C, V) fp32 logits buffer and, for low-precision operands, a (C, V) buffer in their dtype
     (the CPU's low-precision GEMM output in the forward, the dlogits operand copy in the backward)."""
-    buf = torch.empty(rows, vocab, dtype=torch.float32, device=hidden.device)
-    return buf, None if hidden.dtype == torch.float32 else torch.empty(rows, vocab, dtype=hidden.dtype, device=hidden.device)
+    buf = aligned_rows(rows, vocab, torch.float32, hidden.device)  # 16-element row stride: vector loads at odd V
+    return buf, None if hidden.dtype == torch.float32 else aligned_rows(rows, vocab, hidden.dtype, hidden.device)
 
 
 def fused_linear_grpo_loss(
