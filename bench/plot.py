@@ -7,12 +7,11 @@ before any benchmark runs when it is missing. The PNG is written atomically.
 from __future__ import annotations
 
 import importlib.util
-import io
 from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
-from miner.atomic import write_atomic
+from grpo_tui.figures import save_png
 
 
 def require_matplotlib() -> None:
@@ -44,10 +43,4 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path:
         ax.grid(True, alpha=0.3)
     time_ax.legend(fontsize="small")
     fig.tight_layout()
-    png = io.BytesIO()
-    try:
-        fig.savefig(png, format="png", dpi=110)
-    finally:
-        plt.close(fig)
-    write_atomic(path, png.getvalue())  # the old plot or the new one, never half a file
-    return path
+    return save_png(fig, path)

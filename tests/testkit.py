@@ -31,3 +31,16 @@ def wait_for(predicate, timeout: float = 240.0, every: float = 0.2):
             return value
         time.sleep(every)
     raise AssertionError("condition not reached in time")
+
+
+def trainer_of(host) -> object | None:
+    """The `grpo train` child process under `host` (a psutil.Process), or None while there is none."""
+    import psutil
+
+    for child in host.children(recursive=True):
+        try:
+            if "train" in child.cmdline():
+                return child
+        except psutil.NoSuchProcess:
+            continue
+    return None

@@ -413,11 +413,9 @@ def eval_sweep(run: Path, dataset: Path, data: Any, cfg: TrainConfig, *, plot_pa
 
 def plot_sweep(points: list[dict[str, Any]], path: Path, *, title: str) -> Path:
     """Held-out pairwise accuracy against step, written atomically to `path` (PNG)."""
-    import io
-
     import matplotlib
 
-    from miner.atomic import write_atomic
+    from grpo_tui.figures import save_png
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -429,10 +427,4 @@ def plot_sweep(points: list[dict[str, Any]], path: Path, *, title: str) -> Path:
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
-    png = io.BytesIO()
-    try:
-        fig.savefig(png, format="png", dpi=110)
-    finally:
-        plt.close(fig)
-    write_atomic(path, png.getvalue())  # the old plot or the new one, never half a file
-    return path
+    return save_png(fig, path)

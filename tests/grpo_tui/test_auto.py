@@ -25,7 +25,7 @@ import yaml
 from grpo_tui.config import AutoConfig
 from grpo_tui.control import ControlClient, DaemonNotRunning
 from grpo_tui.cycle import train_args
-from testkit import wait_for  # tests/testkit.py
+from testkit import trainer_of, wait_for  # tests/testkit.py
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -100,22 +100,13 @@ def test_killed_trainer_fails_the_cycle_and_the_next_one_runs(auto_home: Path) -
          "--model", "bow")
     daemon = psutil.Process(status(home)["pid"])
 
-    def trainer() -> psutil.Process | None:
-        for child in daemon.children(recursive=True):
-            try:
-                if "train" in child.cmdline():
-                    return child
-            except psutil.NoSuchProcess:
-                continue
-        return None
-
-    victim = wait_for(trainer)
+    victim = wait_for(lambda: trainer_of(daemon))
     os.kill(victim.pid, signal.SIGKILL)  # what the kernel's OOM killer does
     failed = wait_for(lambda: [c for c in status(home)["cycles"] if c["outcome"] == "failed"])[0]
     assert "killed by SIGKILL" in failed["reason"]
     # the scheduler goes on: the groups that trainer never finished are still pending, so the next
     # cycle trains them in a new child
-    successor = wait_for(lambda: (t := trainer()) is not None and t.pid != victim.pid and t)
+    successor = wait_for(lambda: (t := trainer_of(daemon)) is not None and t.pid != victim.pid and t)
     assert successor.is_running()
     assert status(home)["cycles_run"] >= failed["cycle"]
     assert ControlClient(home).request("stop")["ok"]

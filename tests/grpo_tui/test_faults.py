@@ -24,7 +24,7 @@ from grpo_tui.cycles import read_cycles
 from grpo_tui.daemon import spawn_daemon
 from policy.runlock import lock_holder
 
-from testkit import wait_for, word_groups as dataset  # noqa: E402 - tests/testkit.py
+from testkit import trainer_of, wait_for, word_groups as dataset  # noqa: E402 - tests/testkit.py
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -75,16 +75,6 @@ def run_train_job(home: Path, steps: int) -> None:
     cfg = AutoConfig(steps=steps, model="bow", device="cpu")
     reply = ControlClient(home, timeout=10).request("run", job="train", config=request_config(cfg))
     assert reply["ok"], reply
-
-
-def trainer_of(host: psutil.Process) -> psutil.Process | None:
-    for child in host.children(recursive=True):
-        try:
-            if "train" in child.cmdline():
-                return child
-        except psutil.NoSuchProcess:
-            continue
-    return None
 
 
 def grpo(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
