@@ -295,8 +295,10 @@ class Trainer:
                 usable.append(ok)
             self._behavior[g.gid] = (behavior if any(usable) else None, torch.tensor(usable))
         behavior, usable = self._behavior[g.gid]
-        old = self.policy.logprobs(enc, self.s.temperature).float()  # (G, T) before this step's update; every
-        if behavior is None:  # group's while the dataset has any (FSDP2: every rank makes the same forward calls)
+        if behavior is None and self.engine.kind != "fsdp":  # FSDP2: every rank makes the same forward calls,
+            return None, None  # so there every group of a dataset with behaviour log-probs takes the extra pass
+        old = self.policy.logprobs(enc, self.s.temperature).float()  # (G, T) before this step's update
+        if behavior is None:
             return None, None
         behavior = torch.where(usable[:, None].to(old.device), behavior.to(old.device), old)  # rows without usable ones: weight exp(0) = 1
         return behavior, old
