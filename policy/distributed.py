@@ -188,7 +188,7 @@ class Replicated:
     weight; without it gradients accumulate in fp32 and DDP sums them in fp32."""
 
     def __init__(self, policy: Any, world: World, exact: bool = False) -> None:
-        self.policy, self.world, self.exact = policy, world, exact
+        self.policy, self.exact = policy, exact
         self.module = LossModule(policy)
         self.acc: dict[torch.nn.Parameter, torch.Tensor] = {}
         self.ddp: Any = None
