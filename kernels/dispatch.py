@@ -92,12 +92,13 @@ def use_backend(name: str) -> Iterator[str]:
         _forced.pop()
 
 
-def launchers(device: torch.device | None = None) -> ModuleType:
-    """The module with `logprobs_forward` / `logprobs_backward` for the active backend and `device`."""
-    if backend() == "triton" and (device is None or device.type == "cuda" or _interpreting()):
-        from . import triton_logprobs  # lazy: imports triton
+OPS = ("logprobs", "token_loss")  # launcher sets: kernels/{triton,torch}_<op>.py
 
-        return triton_logprobs
-    from . import torch_logprobs
 
-    return torch_logprobs
+def launchers(device: torch.device | None = None, op: str = "logprobs") -> ModuleType:
+    """The launcher module of `op` for the active backend and `device`: `<op>_forward` / `<op>_backward` from
+    kernels/triton_<op>.py (imports triton) or kernels/torch_<op>.py."""
+    if op not in OPS:
+        raise ValueError(f"unknown kernel op {op!r}: one of {', '.join(OPS)}")
+    triton = backend() == "triton" and (device is None or device.type == "cuda" or _interpreting())
+    return importlib.import_module(f"{__package__}.{'triton' if triton else 'torch'}_{op}")  # lazy: triton_* import triton

@@ -45,7 +45,8 @@ def _row_blocks(x: Tensor, layout: str) -> list[Tensor]:
     return [flat if flat is not None else x.reshape(-1, x.shape[-1])]
 
 
-def _check(logits: Tensor, ids: Tensor) -> None:
+def check_ids(logits: Tensor, ids: Tensor) -> None:
+    """ShapeError unless ids (...) int64 match logits (..., V) fp32/bf16/fp16 without the vocab dim."""
     if logits.dim() < 1 or ids.shape != logits.shape[:-1]:
         raise ShapeError(f"ids {tuple(ids.shape)} must match logits {tuple(logits.shape)} without the vocab dim")
     if logits.dtype not in (torch.float32, torch.bfloat16, torch.float16):
@@ -104,7 +105,7 @@ def token_logprobs(
 
     With `with_entropy`, also returns the entropy (...) fp32 of softmax(logits / T) from the same pass.
     """
-    _check(logits, ids)
+    check_ids(logits, ids)
     if temperature <= 0:
         raise OptionError(f"temperature must be > 0, got {temperature}")
     logp, entropy = TokenLogprobsFunction.apply(logits, ids, float(temperature), bool(inplace_backward))

@@ -39,7 +39,8 @@ import torch
 from torch import Tensor
 
 from .errors import OptionError, ShapeError
-from .logprobs import token_logprobs
+from .logprobs import check_ids, token_logprobs
+from .token_loss import LossRows, TokenLossSpec, token_level_loss
 
 LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo", "cispo")
 RATIO_LEVELS = ("token", "sequence")
@@ -114,7 +115,7 @@ def _check_shapes(logp: Tensor, old_logp: Tensor | None, ref_logp: Tensor | None
         raise ShapeError(f"per-token tensors must be (B, T), got logp {tuple(logp.shape)}")
     for name, t in (("old_logp", old_logp), ("ref_logp", ref_logp), ("mask", mask), *more.items()):
         if t is not None and t.shape != logp.shape:
-            raise ShapeError(f"{name} {tuple(t.shape)} must have the shape of logp {tuple(logp.shape)}")
+            raise ShapeError(f"{name} {tuple(t.shape)} must be (B, T) = {tuple(logp.shape)}, the shape of the per-token log-probs")
     if advantages.shape != logp.shape[:1]:
         raise ShapeError(f"advantages {tuple(advantages.shape)} must be (B,) = ({logp.shape[0]},)")
 
@@ -268,6 +269,13 @@ def grpo_loss(
     )  # fmt: skip
     if logits.dim() != 3:
         raise ShapeError(f"logits must be (B, T, V), got {tuple(logits.shape)}")
+    if ratio_level == "token" and not (behavior_logp is not None and old_logp is None):
+        return _token_level(
+            logits, ids, old_logp, ref_logp, advantages, mask, TokenLossSpec.of(loss_type, eps_low, eps_high, delta, beta, temperature),
+            loss_type=loss_type, normalizer=normalizer, inplace_backward=inplace_backward, behavior_logp=behavior_logp,
+            is_level=is_level, is_mode=is_mode, is_cap=is_cap, top_entropy_quantile=top_entropy_quantile,
+        )  # fmt: skip
+    # GSPO (a ratio over whole sequences), or an off-policy weight that needs the current log-probs as old_logp
     logp, entropy = token_logprobs(logits, ids, temperature, with_entropy=True, inplace_backward=inplace_backward)
     return grpo_loss_from_logp(
         logp, old_logp, ref_logp, advantages, mask,
@@ -275,3 +283,43 @@ def grpo_loss(
         ratio_level=ratio_level, normalizer=normalizer, entropy=entropy, behavior_logp=behavior_logp,
         is_level=is_level, is_mode=is_mode, is_cap=is_cap, top_entropy_quantile=top_entropy_quantile,
     )  # fmt: skip
+
+
+def row_scale(mask: Tensor, loss_type: str, normalizer: float | Tensor | None) -> Tensor:
+    """(B, T) fp32 weight of each token's per-token loss in the total: mask / normaliser, and for grpo also
+    / the sequence's length (max(sum_t mask, 1)); the default normalisers are grpo_loss_from_logp's."""
+    m = mask.float()  # (B, T)
+    if loss_type == "grpo":
+        m = m / m.sum(-1, keepdim=True).clamp(min=1.0)
+        default: float | Tensor = float(m.shape[0])
+    elif loss_type == "dr_grpo":
+        default = float(m.numel())
+    else:
+        default = mask.float().sum().clamp(min=1.0)
+    return m / (default if normalizer is None else normalizer)
+
+
+def _token_level(logits, ids, old_logp, ref_logp, advantages, mask, spec: TokenLossSpec, *, loss_type, normalizer, inplace_backward,
+                 behavior_logp, is_level, is_mode, is_cap, top_entropy_quantile) -> tuple[Tensor, GRPOStats]:  # fmt: skip
+    """grpo_loss at token level through the fused vocabulary pass (kernels.token_loss)."""
+    check_ids(logits, ids)
+    _check_shapes(ids, old_logp, ref_logp, advantages, mask, behavior_logp=behavior_logp)
+    bsz, seq = ids.shape
+    m = mask.float()  # (B, T)
+    flat = lambda t: None if t is None else t.float().expand(bsz, seq).reshape(-1)  # noqa: E731  (N,)
+    is_weight = None if behavior_logp is None else importance_weight(old_logp, behavior_logp, m, is_level, is_mode, is_cap)
+    rows = LossRows(
+        scale=flat(row_scale(m, loss_type, normalizer)), adv=flat(advantages.float()[:, None]),
+        old=flat(None if old_logp is None else old_logp.detach()), ref=flat(ref_logp), weight=flat(is_weight),
+    )  # fmt: skip
+    keep_fn = None
+    if top_entropy_quantile < 1.0:
+        keep_fn = lambda entropy: high_entropy_mask(entropy.view(bsz, seq), m, top_entropy_quantile).reshape(-1)  # noqa: E731
+    loss, out, keep = token_level_loss(logits, ids, rows, spec, keep_fn, inplace_backward)
+    view = lambda t: t.view(bsz, seq)  # noqa: E731
+    stats = GRPOStats(
+        logp=view(out.logp), kl=None if ref_logp is None else view(out.kl), ratio=view(out.ratio),
+        clipped_low=view(out.flags & 1).bool(), clipped_high=view(out.flags & 2).bool(), entropy=view(out.entropy),
+        is_weight=None if is_weight is None else is_weight.expand(bsz, seq), entropy_mask=None if keep is None else view(keep),
+    )  # fmt: skip
+    return loss, stats

@@ -64,6 +64,70 @@ def _online_step(z, m, s, u):
 
 
 @triton.jit
+def _row_softmax_stats(row_ptr, V, inv_temperature, BLOCK_V: tl.constexpr):
+    """(m, log s, u / s) of z = x / T over one row of V logits: m the max of z, s = sum exp(z - m) and
+    u = sum exp(z - m) (z - m); so lse = m + log s, entropy = log s - u / s, logp = (z_tok - m) - log s.
+
+    Unmasked main loop over the full BLOCK_V blocks (vector loads when the row stride is 16-aligned,
+    whatever V), then one masked tail block (V % BLOCK_V entries) when V is not a multiple of BLOCK_V."""
+    cols = tl.arange(0, BLOCK_V)
+    m = tl.full((), _NEG_BIG, tl.float32)
+    s = tl.full((), 0.0, tl.float32)
+    u = tl.full((), 0.0, tl.float32)
+    v_main = (V // BLOCK_V) * BLOCK_V
+    for start in range(0, v_main, BLOCK_V):
+        x = tl.load(row_ptr + start + cols)
+        m, s, u = _online_step(x.to(tl.float32) * inv_temperature, m, s, u)
+    if v_main < V:
+        offs = v_main + cols
+        x = tl.load(row_ptr + offs, mask=offs < V, other=float("-inf"))
+        m, s, u = _online_step(x.to(tl.float32) * inv_temperature, m, s, u)
+    return m, tl.log(s), u / s
+
+
+@triton.jit
+def _row_logp(row_ptr, tok, m, log_s, V, inv_temperature):
+    """log_softmax(z)[tok] in the shifted form (z_tok - m) - log s, not z_tok - lse, so the fp32 rounding
+    of lse does not enter it; an id >= V is not read and gives NaN."""
+    x_tok = tl.load(row_ptr + tok, mask=tok < V, other=float("nan"))
+    return (x_tok.to(tl.float32) * inv_temperature - m) - log_s
+
+
+@triton.jit
+def _row_dlogits(row_ptr, out_ptr, tok, lse, coef, V, inv_temperature, BLOCK_V: tl.constexpr):
+    """out = coef * (onehot(tok) - softmax(z)) over one row, in out's dtype (coef already includes 1 / T).
+    Each block is read before it is written, so out may alias the row itself (in place)."""
+    cols = tl.arange(0, BLOCK_V)
+    v_main = (V // BLOCK_V) * BLOCK_V  # full blocks: unmasked; then one masked tail block
+    for start in range(0, v_main, BLOCK_V):
+        offs = start + cols
+        x = tl.load(row_ptr + offs)
+        p = tl.exp(x.to(tl.float32) * inv_temperature - lse)  # softmax(z), (BLOCK_V,)
+        d = coef * (tl.where(offs == tok, 1.0, 0.0) - p)
+        tl.store(out_ptr + offs, d.to(out_ptr.dtype.element_ty))
+    if v_main < V:
+        offs = v_main + cols
+        mask = offs < V
+        x = tl.load(row_ptr + offs, mask=mask, other=0.0)
+        p = tl.exp(x.to(tl.float32) * inv_temperature - lse)
+        d = coef * (tl.where(offs == tok, 1.0, 0.0) - p)
+        tl.store(out_ptr + offs, d.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _zero_row(out_ptr, V, BLOCK_V: tl.constexpr):
+    """out[:V] = 0 (an ignored or masked row's gradient), without reading anything."""
+    cols = tl.arange(0, BLOCK_V)
+    zero = tl.zeros((BLOCK_V,), dtype=out_ptr.dtype.element_ty)
+    v_main = (V // BLOCK_V) * BLOCK_V
+    for start in range(0, v_main, BLOCK_V):
+        tl.store(out_ptr + start + cols, zero)
+    if v_main < V:
+        offs = v_main + cols
+        tl.store(out_ptr + offs, zero, mask=offs < V)
+
+
+@triton.jit
 def _logprobs_fwd_kernel(
     logits_ptr,  # (N, V) fp32/bf16/fp16, last dim contiguous
     stride_row,  # elements between rows of logits (runtime)
@@ -83,35 +147,10 @@ def _logprobs_fwd_kernel(
         tl.store(entropy_ptr + row, 0.0)
         return
     row_ptr = logits_ptr + row * stride_row
-    cols = tl.arange(0, BLOCK_V)
-
-    # Online reduction over V: m running max of z = x / T, s = sum exp(z - m), u = sum exp(z - m) * (z - m).
-    m = tl.full((), _NEG_BIG, tl.float32)
-    s = tl.full((), 0.0, tl.float32)
-    u = tl.full((), 0.0, tl.float32)
-    # Unmasked main loop over the full BLOCK_V blocks (vector loads when the row stride is 16-aligned,
-    # whatever V), then one masked tail block (V % BLOCK_V entries) when V is not a multiple of BLOCK_V.
-    v_main = (V // BLOCK_V) * BLOCK_V
-    for start in range(0, v_main, BLOCK_V):
-        x = tl.load(row_ptr + start + cols)
-        m, s, u = _online_step(x.to(tl.float32) * inv_temperature, m, s, u)
-    if v_main < V:
-        offs = v_main + cols
-        x = tl.load(row_ptr + offs, mask=offs < V, other=float("-inf"))
-        m, s, u = _online_step(x.to(tl.float32) * inv_temperature, m, s, u)
-
-    log_s = tl.log(s)
-    lse = m + log_s
-    entropy = log_s - u / s  # -sum p log p with log p = (z - m) - log s
-
-    valid = tok < V
-    x_tok = tl.load(row_ptr + tok, mask=valid, other=float("nan"))
-    # Shifted form: (z_tok - m) - log s, not z_tok - lse, so the fp32 rounding of lse does not enter logp.
-    logp = (x_tok.to(tl.float32) * inv_temperature - m) - log_s
-
-    tl.store(logp_ptr + row, logp)
-    tl.store(lse_ptr + row, lse)
-    tl.store(entropy_ptr + row, entropy)
+    m, log_s, u_over_s = _row_softmax_stats(row_ptr, V, inv_temperature, BLOCK_V)
+    tl.store(logp_ptr + row, _row_logp(row_ptr, tok, m, log_s, V, inv_temperature))
+    tl.store(lse_ptr + row, m + log_s)
+    tl.store(entropy_ptr + row, log_s - u_over_s)  # -sum p log p with log p = (z - m) - log s
 
 
 @triton.jit
@@ -128,42 +167,22 @@ def _logprobs_bwd_kernel(
     BLOCK_V: tl.constexpr,
 ):
     row = tl.program_id(0).to(tl.int64)
-    row_ptr = logits_ptr + row * stride_row
     out_ptr = dlogits_ptr + row * stride_out_row
-    cols = tl.arange(0, BLOCK_V)
-
-    v_main = (V // BLOCK_V) * BLOCK_V  # full blocks: unmasked; then one masked tail block
     tok = tl.load(ids_ptr + row)
     if tok < 0:  # ignored row (id -100): a zero dlogits row, no logits read
-        zero = tl.zeros((BLOCK_V,), dtype=dlogits_ptr.dtype.element_ty)
-        for start in range(0, v_main, BLOCK_V):
-            tl.store(out_ptr + start + cols, zero)
-        if v_main < V:
-            offs = v_main + cols
-            tl.store(out_ptr + offs, zero, mask=offs < V)
+        _zero_row(out_ptr, V, BLOCK_V)
         return
-    lse = tl.load(lse_ptr + row)
     g = tl.load(grad_ptr + row) * inv_temperature  # d logp / d z = onehot - p, and dz / dx = 1 / T
-
-    # Each block is read before it is written and rows are disjoint, so out may alias logits.
-    for start in range(0, v_main, BLOCK_V):
-        offs = start + cols
-        x = tl.load(row_ptr + offs)
-        p = tl.exp(x.to(tl.float32) * inv_temperature - lse)  # softmax(z), (BLOCK_V,)
-        d = g * (tl.where(offs == tok, 1.0, 0.0) - p)
-        tl.store(out_ptr + offs, d.to(dlogits_ptr.dtype.element_ty))
-    if v_main < V:
-        offs = v_main + cols
-        mask = offs < V
-        x = tl.load(row_ptr + offs, mask=mask, other=0.0)
-        p = tl.exp(x.to(tl.float32) * inv_temperature - lse)
-        d = g * (tl.where(offs == tok, 1.0, 0.0) - p)
-        tl.store(out_ptr + offs, d.to(dlogits_ptr.dtype.element_ty), mask=mask)
+    # rows are disjoint, so out may alias logits
+    _row_dlogits(logits_ptr + row * stride_row, out_ptr, tok, tl.load(lse_ptr + row), g, V, inv_temperature, BLOCK_V)
 
 
 # Every @triton.jit function of this module (kernels and the helpers they call): a harness that swaps
 # interpreted / compiled function objects (tests/kernels/test_triton_logprobs.py) must swap all of them.
-JIT_FUNCTIONS = ("_online_step", "_logprobs_fwd_kernel", "_logprobs_bwd_kernel")
+JIT_FUNCTIONS = (
+    "_online_step", "_row_softmax_stats", "_row_logp", "_row_dlogits", "_zero_row",
+    "_logprobs_fwd_kernel", "_logprobs_bwd_kernel",
+)  # fmt: skip
 
 
 def _config(V: int) -> tuple[int, int]:

@@ -168,21 +168,34 @@ def test_odd_vocab_50257_on_a_few_rows(loss_type: str, ratio_level: str) -> None
     )
     assert loss_err <= LOSS_TOL and grad_err <= GRAD_TOL
     logp64 = torch.log_softmax(logits.double(), -1).gather(-1, ids[..., None]).squeeze(-1)
-    assert_within(stats.logp, logp64, logp_tol(logp64), "logp")
+    live = live_rows(stats, mask, ratio_level)
+    assert_within(stats.logp[live], logp64[live], logp_tol(logp64[live]), "logp")
+
+
+def live_rows(stats: GRPOStats, mask: torch.Tensor, ratio_level: str = "token") -> torch.Tensor:
+    """The (B, T) bool mask of the tokens the loss reads; asserts that at token level (the fused vocabulary
+    pass) the masked ones were skipped: logp, entropy and KL 0, ratio 1, no clip flags."""
+    live = mask.bool()
+    if ratio_level == "token":
+        for name, skipped in (("logp", 0.0), ("entropy", 0.0), ("kl", 0.0), ("ratio", 1.0), ("clipped_low", False), ("clipped_high", False)):
+            value = getattr(stats, name)
+            assert value is None or bool((value[~live] == skipped).all()), name
+    return live
 
 
 def test_clip_flags_and_kl_follow_the_definitions() -> None:
-    logits, ids, old, ref, _, mask = batch(4, 6, 200, seed=3, spread=0.5)
+    logits, ids, old, ref, _, mask = batch(4, 6, 200, seed=4, spread=0.5)
     adv = torch.tensor([1.0, -1.0, 0.5, -0.5])
     _, stats = grpo_loss(logits, ids, old, ref, adv, mask, eps_low=0.2, eps_high=0.28)
+    live = live_rows(stats, mask)
     ratio = torch.exp(stats.logp - old)
-    torch.testing.assert_close(stats.ratio, ratio)
+    torch.testing.assert_close(stats.ratio[live], ratio[live])
     a = adv[:, None].expand(4, 6)
-    assert torch.equal(stats.clipped_low, (ratio < 0.8) & (a < 0))
-    assert torch.equal(stats.clipped_high, (ratio > 1.28) & (a > 0))
+    assert torch.equal(stats.clipped_low[live], ((ratio < 0.8) & (a < 0))[live])
+    assert torch.equal(stats.clipped_high[live], ((ratio > 1.28) & (a > 0))[live])
     assert stats.clipped_low.any() and stats.clipped_high.any()  # the data reaches both sides
     diff = ref - stats.logp
-    torch.testing.assert_close(stats.kl, torch.exp(diff) - diff - 1)
+    torch.testing.assert_close(stats.kl[live], (torch.exp(diff) - diff - 1)[live])
 
 
 def test_bf16_logits_give_fp32_close_to_float64() -> None:
@@ -197,7 +210,8 @@ def test_bf16_logits_give_fp32_close_to_float64() -> None:
     assert loss.dtype == stats.logp.dtype == stats.kl.dtype == torch.float32
     assert abs(loss.item() - loss64.item()) <= LOSS_TOL
     logp64 = torch.log_softmax(logits.double() / 0.7, -1).gather(-1, ids[..., None]).squeeze(-1)
-    assert_within(stats.logp, logp64, logp_tol(logp64), "logp")  # float64 of the same bf16 values
+    live = live_rows(stats, mask)
+    assert_within(stats.logp[live], logp64[live], logp_tol(logp64[live]), "logp")  # float64 of the same bf16 values
     assert x.grad.dtype == torch.bfloat16
     bound = GRAD_TOL + 2.0**-8  # the fp32 dlogits model plus one bf16 rounding (half an ulp at 2^-7 relative)
     assert ((x.grad.double() - x64.grad).abs().max() / x64.grad.abs().max()).item() <= bound

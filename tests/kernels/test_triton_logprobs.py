@@ -19,15 +19,15 @@ import triton.language as tl
 from triton.runtime.interpreter import InterpretedFunction
 from triton.runtime.jit import JITFunction
 
-from kernels import LOSS_TYPES, fused_linear_grpo_loss, grpo_loss, triton_logprobs
+from kernels import LOSS_TYPES, fused_linear_grpo_loss, grpo_loss, triton_logprobs, triton_token_loss
 from kernels.dispatch import use_backend
 from kernels.errors import OptionError, ShapeError
 
 from oracle import BF16_CAST, assert_within, dlogits_tol, entropy_tol, logp_tol, reference, triton_logp_tol
 from test_fused_linear import FUSED_GRAD_TOL, fused_logits_error
-from test_loss import LOSS_TOL, GRAD_TOL, eps_for, trl_loss64
+from test_loss import LOSS_TOL, GRAD_TOL, eps_for, live_rows, trl_loss64
 
-KERNELS = (triton_logprobs, triton_logprobs.JIT_FUNCTIONS)
+KERNELS = [(m, m.JIT_FUNCTIONS) for m in (triton_logprobs, triton_token_loss)]  # every module with @triton.jit functions
 NO_CUDA = "no CUDA device: the compiled kernels run only on a GPU (the interpreter runs them on cpu here)"
 _CONVERTED: dict[tuple[int, type], object] = {}
 
@@ -58,9 +58,9 @@ def _triton_mode(monkeypatch, interpret: bool) -> None:
     for name, value in list(vars(tl).items()):
         if isinstance(value, (JITFunction, InterpretedFunction)):
             monkeypatch.setattr(tl, name, _as(kind, value))
-    module, names = KERNELS
-    for name in names:
-        monkeypatch.setattr(module, name, _as(kind, getattr(module, name)))
+    for module, names in KERNELS:
+        for name in names:
+            monkeypatch.setattr(module, name, _as(kind, getattr(module, name)))
 
 
 @pytest.fixture(
@@ -210,15 +210,22 @@ def test_int64_offsets_cuda(monkeypatch):
 def triton_calls(monkeypatch) -> list[str]:
     """Names of the Triton launchers called during the test: proves use_backend("triton") reached them."""
     calls: list[str] = []
-    for name in ("logprobs_forward", "logprobs_backward"):
-        launcher = getattr(triton_logprobs, name)
+    for module, op in ((triton_logprobs, "logprobs"), (triton_token_loss, "token_loss")):
+        for name in (f"{op}_forward", f"{op}_backward"):
+            launcher = getattr(module, name)
 
-        def spy(*args, _launcher=launcher, _name=name, **kwargs):
-            calls.append(_name)
-            return _launcher(*args, **kwargs)
+            def spy(*args, _launcher=launcher, _name=name, **kwargs):
+                calls.append(_name)
+                return _launcher(*args, **kwargs)
 
-        monkeypatch.setattr(triton_logprobs, name, spy)
+            monkeypatch.setattr(module, name, spy)
     return calls
+
+
+def launched(ratio_level: str = "token") -> list[str]:
+    """The launchers grpo_loss calls: the fused token loss at token level, the logprob pass for GSPO."""
+    op = "token_loss" if ratio_level == "token" else "logprobs"
+    return [f"{op}_forward", f"{op}_backward"]
 
 
 def _loss_inputs(device: torch.device, dtype: torch.dtype, vocab: int = 1000):
@@ -253,7 +260,9 @@ def _assert_matches_trl64(got, inputs, dtype, **options):
     assert abs(loss.item() - loss64.item()) <= LOSS_TOL
     temperature = options.get("temperature", 1.0)
     want_logp = reference(logits, ids, temperature)[0]
-    assert_within(stats.logp.cpu(), want_logp, triton_logp_tol(want_logp, logits, ids, temperature), "logp")
+    live = live_rows(stats, mask.to(stats.logp.device), options.get("ratio_level", "token")).cpu()
+    tol = triton_logp_tol(want_logp, logits, ids, temperature)
+    assert_within(stats.logp.cpu()[live], want_logp[live], tol[live], "logp")
     assert grad.dtype == dtype
     scale = x64.grad.abs().max()
     bound = GRAD_TOL if dtype == torch.float32 else GRAD_TOL + BF16_CAST  # + one bf16 conversion of dlogits
@@ -268,7 +277,7 @@ def test_grpo_loss_triton_matches_trl64(device, triton_calls, loss_type, ratio_l
     inputs = _loss_inputs(device, torch.float32)
     options = dict(loss_type=loss_type, ratio_level=ratio_level, beta=beta, delta=delta, temperature=0.9, **eps_for(loss_type))
     got = _run_loss("triton", inputs, **options)
-    assert triton_calls == ["logprobs_forward", "logprobs_backward"]
+    assert triton_calls == launched(ratio_level)
     # CISPO caps at eps_high >= 1 itself, which these ratios (all < 1 at temperature 0.9) never reach
     assert got[1].clipped_low.any() or got[1].clipped_high.any() or ratio_level == "sequence" or loss_type == "cispo"
     assert torch.all(got[2][0, 2] == 0) and torch.all(got[2][1, 1] == 0)  # masked tokens get no gradient
@@ -281,7 +290,7 @@ def test_grpo_loss_bf16_triton_matches_trl64(device, triton_calls, loss_type, ra
     inputs = _loss_inputs(device, torch.bfloat16, vocab=1003)
     options = dict(loss_type=loss_type, ratio_level=ratio_level, beta=0.04, delta=1.5, **eps_for(loss_type))
     got = _run_loss("triton", inputs, **options)
-    assert triton_calls == ["logprobs_forward", "logprobs_backward"]
+    assert triton_calls == launched(ratio_level)
     _assert_matches_trl64(got, inputs, torch.bfloat16, **options)
 
 
@@ -294,7 +303,7 @@ def test_grpo_loss_inplace_backward(device, triton_calls):
     with use_backend("triton"):
         loss, _ = grpo_loss(leaf * 1.0, ids, old, ref, advantages, mask, beta=0.04, inplace_backward=True)
         loss.backward()
-    assert triton_calls == ["logprobs_forward", "logprobs_backward"] * 2
+    assert triton_calls == launched() * 2
     torch.testing.assert_close(loss.detach(), want[0], atol=0, rtol=0)  # same kernel, same inputs
     torch.testing.assert_close(leaf.grad, want[2], atol=0, rtol=0)
 
