@@ -201,24 +201,34 @@ def entropy_margin(entropy64, mask, q: float) -> float:
 
 @pytest.mark.parametrize(("loss_type", "is_level", "is_mode"), [("grpo", "token", "truncate"), ("dapo", "sequence", "mask"), ("cispo", "token", "mask")])
 def test_grpo_loss_passes_the_options_through(loss_type, is_level, is_mode) -> None:
+    check_grpo_loss_options("torch", torch.device("cpu"), loss_type, is_level, is_mode)
+
+
+def check_grpo_loss_options(backend: str, device: torch.device, loss_type: str, is_level: str, is_mode: str) -> None:
+    """grpo_loss with off-policy weights and the top-entropy mask on `backend` against TRL in float64
+    (also run on the Triton backend by tests/kernels/test_token_loss.py)."""
     logits, ids, old, ref, adv, mask = batch(4, 6, 1000, seed=21)
     gen = torch.Generator().manual_seed(5)
     behavior = old + 0.4 * torch.randn(old.shape, generator=gen)
-    kw = dict(loss_type=loss_type, beta=0.04, temperature=0.9, behavior_logp=behavior, is_level=is_level, is_mode=is_mode,
+    kw = dict(loss_type=loss_type, beta=0.04, temperature=0.9, is_level=is_level, is_mode=is_mode,
               is_cap=CAP, top_entropy_quantile=Q, **eps_for(loss_type))  # fmt: skip
-    x = logits.clone().requires_grad_(True)
-    loss, stats = grpo_loss(x, ids, old, ref, adv, mask, **kw)
-    loss.backward()
+    x = logits.clone().to(device).requires_grad_(True)
+    on = [t.to(device) for t in (ids, old, ref, adv, mask, behavior)]
+    with use_backend(backend):
+        loss, stats = grpo_loss(x, *on[:5], behavior_logp=on[5], **kw)
+        loss.backward()
     x64 = logits.double().requires_grad_(True)
-    opts64 = {k: v for k, v in kw.items() if k != "behavior_logp"}
-    loss64 = trl_loss64(x64, ids, old, ref, adv, mask, behavior=behavior, **opts64)
+    loss64 = trl_loss64(x64, ids, old, ref, adv, mask, behavior=behavior, **kw)
     loss64.backward()
     h64 = torch.special.entr(torch.softmax(logits.double() / 0.9, -1)).sum(-1)
     assert entropy_margin(h64, mask, Q) > 2 * entropy_tol(h64).max().item()  # same kept tokens in fp32
     # LOSS_TOL's model with each per-token term scaled by an IS weight <= CAP
     assert abs(loss.item() - loss64.item()) <= CAP * LOSS_TOL
-    assert ((x.grad.double() - x64.grad).abs().max() / x64.grad.abs().max()).item() <= GRAD_TOL
+    assert ((x.grad.double().cpu() - x64.grad).abs().max() / x64.grad.abs().max()).item() <= GRAD_TOL
     assert stats.entropy_mask is not None and stats.is_weight is not None
+    gathered = h64[mask.bool()]
+    keep = (h64 * mask >= torch.quantile(gathered, 1 - Q)) & mask.bool()
+    assert torch.equal(stats.entropy_mask.cpu(), keep) and keep.any() and (mask.bool() & ~keep).any()
 
 
 def test_fused_linear_passes_the_options_through() -> None:
