@@ -12,10 +12,10 @@ launchers can pick (its constexprs and num_warps), and the three alignments the 
   allocates with `kernels.layout.aligned_rows` (full vocabulary blocks load as 16-byte vectors);
 - "odd": V and row strides odd (a user's unpadded (N, 50257) tensor); pointers still aligned.
 
-Adding a kernel (e.g. kernels/triton_loss.py): append a `KernelSpec(module, name, signature, configs,
+Adding a kernel (as kernels/triton_token_loss.py did): append a `KernelSpec(module, name, signature, configs,
 vocab_args)` to `KERNELS` below, or call `register(spec)` from the kernel's module at import. `signature`
 maps every argument, in order, to its Triton type ("*{dtype}" for the logits element type, "*fp32",
-"i32", "fp32", "constexpr"); `configs` lists `(constexprs, num_warps)` pairs (every pair the launcher can
+"i32", "fp32", "constexpr"); `flag_args` names integer 0/1 flags (no hint); `configs` lists `(constexprs, num_warps)` pairs (every pair the launcher can
 pick); `vocab_args` names the integer arguments that carry a vocabulary size (no divisibility hint in the
 "odd-v" variant; every other integer is a stride or count that aligned buffers make divisible by 16).
 
@@ -65,6 +65,7 @@ class KernelSpec:
     signature: dict[str, str]  # every argument in order -> Triton type; "{dtype}" is the logits dtype
     configs: tuple[tuple[dict[str, int], int], ...]  # (constexprs, num_warps) pairs the launcher can pick
     vocab_args: tuple[str, ...] = ("V",)  # integer args holding a vocabulary size (odd in "odd-v")
+    flag_args: tuple[str, ...] = ()  # integer 0/1 flags: never a divisibility hint
 
 
 _LOGPROB_CONFIGS = tuple(({"BLOCK_V": block_v}, warps) for block_v, warps in tlp.CONFIGS)
@@ -102,6 +103,32 @@ KERNELS: list[KernelSpec] = [
             "BLOCK_V": "constexpr",
         },
         _LOGPROB_CONFIGS,
+    ),
+    KernelSpec(
+        "kernels.triton_token_loss",
+        "_token_loss_fwd_kernel",
+        {
+            "logits_ptr": "*{dtype}", "stride_row": "i32", "ids_ptr": "*i64", "scale_ptr": "*fp32", "old_ptr": "*fp32",
+            "ref_ptr": "*fp32", "adv_ptr": "*fp32", "weight_ptr": "*fp32", "logp_ptr": "*fp32", "lse_ptr": "*fp32",
+            "entropy_ptr": "*fp32", "ratio_ptr": "*fp32", "pg_ptr": "*fp32", "kl_ptr": "*fp32", "loss_ptr": "*fp32",
+            "flags_ptr": "*i8", "V": "i32", "inv_temperature": "fp32", "lo": "fp32", "hi": "fp32", "delta": "fp32",
+            "beta": "fp32", "cispo": "i32", "has_old": "i32", "has_ref": "i32", "has_weight": "i32", "BLOCK_V": "constexpr",
+        },  # fmt: skip
+        _LOGPROB_CONFIGS,
+        flag_args=("cispo", "has_old", "has_ref", "has_weight"),
+    ),
+    KernelSpec(
+        "kernels.triton_token_loss",
+        "_token_loss_bwd_kernel",
+        {
+            "logits_ptr": "*{dtype}", "stride_row": "i32", "dlogits_ptr": "*{dtype}", "stride_out_row": "i32",
+            "ids_ptr": "*i64", "scale_ptr": "*fp32", "lse_ptr": "*fp32", "logp_ptr": "*fp32", "old_ptr": "*fp32",
+            "ref_ptr": "*fp32", "adv_ptr": "*fp32", "weight_ptr": "*fp32", "keep_ptr": "*fp32", "grad_ptr": "*fp32",
+            "V": "i32", "inv_temperature": "fp32", "lo": "fp32", "hi": "fp32", "delta": "fp32", "beta": "fp32",
+            "cispo": "i32", "has_old": "i32", "has_ref": "i32", "has_weight": "i32", "has_keep": "i32", "BLOCK_V": "constexpr",
+        },  # fmt: skip
+        _LOGPROB_CONFIGS,
+        flag_args=("cispo", "has_old", "has_ref", "has_weight", "has_keep"),
     ),
 ]
 # Name -> signature of every registered kernel (kept for callers of the old dict).
@@ -141,12 +168,12 @@ def _capability(arch: str) -> int:
     return int(match.group(1))
 
 
-def _attrs(signature: dict[str, str], alignment: str, vocab_args: tuple[str, ...] = ("V",)) -> dict[tuple[int], list[list]]:
+def _attrs(signature: dict[str, str], alignment: str, vocab_args: tuple[str, ...] = ("V",), flag_args: tuple[str, ...] = ()) -> dict[tuple[int], list[list]]:
     """`tt.divisibility=16` on pointers (always), on every integer ("aligned") or every integer but the
-    vocabulary sizes ("odd-v"), keyed as the JIT keys them."""
+    vocabulary sizes ("odd-v"), never on 0/1 flags, keyed as the JIT keys them."""
     attrs = {}
     for index, (arg, ty) in enumerate(signature.items()):
-        hinted_int = ty.startswith("i") and (
+        hinted_int = ty.startswith("i") and arg not in flag_args and (
             alignment == "aligned" or (alignment == "odd-v" and arg not in vocab_args)
         )
         if ty.startswith("*") or hinted_int:
@@ -184,7 +211,7 @@ def compile_ptx(name: str, dtype: str, constexprs: dict[str, int], num_warps: in
     spec = spec_of(name)
     capability = _capability(arch)
     signature = {k: v.format(dtype=dtype) for k, v in spec.signature.items()}
-    src = ASTSource(_jit(name), signature, dict(constexprs), _attrs(signature, alignment, spec.vocab_args))
+    src = ASTSource(_jit(name), signature, dict(constexprs), _attrs(signature, alignment, spec.vocab_args, spec.flag_args))
     options = {"num_warps": num_warps, "enable_fp_fusion": tlp.FP_FUSION}
     try:
         return triton.compile(src, target=GPUTarget("cuda", capability, 32), options=options)

@@ -16,7 +16,7 @@ def report() -> list[dict]:
 
 def test_every_variant_is_compiled(report):
     names = [spec.name for spec in aot.KERNELS]
-    assert {"_logprobs_fwd_kernel", "_logprobs_bwd_kernel"} <= set(names)
+    assert {"_logprobs_fwd_kernel", "_logprobs_bwd_kernel", "_token_loss_fwd_kernel", "_token_loss_bwd_kernel"} <= set(names)
     expected = {
         (f"{spec.name}({dtype},{','.join(f'{k}={v}' for k, v in consts.items())},warps={warps},{alignment})", arch)
         for spec in aot.KERNELS
@@ -60,7 +60,7 @@ def test_odd_vocabulary_loads_are_vectorised(report, dtype):
     """V = 50257 with 16-aligned row strides (kernels.layout.aligned_rows): the unmasked main loop over full
     BLOCK_V blocks loads 16-byte vectors; only the masked tail block is scalar. Fully odd strides stay scalar."""
     by_kernel = {(row["kernel"], row["arch"]): row["vector_loads"] for row in report}
-    for spec in aot.KERNELS[:2]:
+    for spec in aot.KERNELS:
         for consts, warps in spec.configs:
             label = f"{spec.name}({dtype},BLOCK_V={consts['BLOCK_V']},warps={warps},"
             for arch in ARCHS:
@@ -93,3 +93,7 @@ def test_attrs_per_alignment():
     assert hinted["aligned"] == pointers | {"stride_row", "V"}
     assert hinted["odd-v"] == pointers | {"stride_row"}
     assert hinted["odd"] == pointers
+    loss = aot.spec_of("_token_loss_bwd_kernel")
+    names = list(loss.signature)
+    hinted = {names[i] for (i,) in aot._attrs(loss.signature, "aligned", loss.vocab_args, loss.flag_args)}
+    assert hinted & set(loss.flag_args) == set() and {"stride_row", "stride_out_row", "V"} <= hinted  # 0/1 flags: no hint
