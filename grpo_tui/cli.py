@@ -145,8 +145,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> None:
-    """The `grpo` console script."""
-    sys.exit(main())
+    """The `grpo` console script (also what torchrun runs in each worker: `python -m grpo_tui.cli`)."""
+    code = main()
+    if launch.in_worker():
+        launch.exit_worker(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ Inside the workers WORLD_SIZE is set, so `grpo train` trains instead of launchin
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import re
 import signal
@@ -28,6 +29,27 @@ CHILD_ENV = "GRPO_TORCHRUN_CHILD"  # set for the workers: a stopped run exits 0 
 ROOT = re.compile(r"Root Cause")
 RANK = re.compile(r"^\s*rank\s*:\s*(\d+)(?:\s*\(local_rank:\s*(\d+)\))?")
 EXIT = re.compile(r"^\s*exitcode\s*:\s*(-?\d+)")
+
+
+def in_worker() -> bool:
+    """True in a torchrun worker of a world of several processes (ours or a user's own torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def exit_worker(code: int) -> None:
+    """End a torchrun worker with `code` once its output is flushed, skipping the interpreter's teardown.
+
+    The process group is already destroyed and every file closed by then; what teardown would still do is
+    run C++ static destructors, and a communication thread still alive there aborts the whole process
+    (`terminate called without an active exception`, exit -6: seen once in CI on a finished 2-rank gloo
+    run, which torchrun then reports as a failed rank)."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed or broken pipe: nothing left to say
+            pass
+    os._exit(code)
 
 
 def _die_with_us() -> None:
