@@ -260,5 +260,5 @@ def wrap(policy: Any, world: World, *, fsdp: bool = False, exact: bool = False) 
     if fsdp and world.multi:
         from policy.sharding import Sharded
 
-        return Sharded(policy, world)
+        return Sharded(policy, world, exact)
     return Replicated(policy, world, exact)

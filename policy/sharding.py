@@ -28,7 +28,7 @@ from policy.errors import PolicyError
 T = TypeVar("T")
 
 
-def _shard_layers(net: Any) -> None:
+def _shard_layers(net: Any, **options: Any) -> None:
     from torch.distributed.fsdp import fully_shard
 
     base = net.get_base_model() if hasattr(net, "get_base_model") else net
@@ -37,14 +37,14 @@ def _shard_layers(net: Any) -> None:
     if not layers:
         raise PolicyError(f"--fsdp: {type(base).__name__} names no decoder layer class (_no_split_modules); train it without --fsdp")
     for layer in layers:
-        fully_shard(layer)
+        fully_shard(layer, **options)
 
 
 class Sharded:
     kind = "fsdp"
 
-    def __init__(self, policy: Any, world: World) -> None:
-        from torch.distributed.fsdp import fully_shard
+    def __init__(self, policy: Any, world: World, exact: bool = False) -> None:
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
         if policy.kind != "hf":
             raise PolicyError("--fsdp shards a transformers model: use --model tiny or an HF checkpoint dir (bow is one weight vector)")
@@ -52,11 +52,14 @@ class Sharded:
         policy.share_prompt = False  # one decoder call per pass, the same on every rank
         policy.synced_gpus = True
         self.module = LossModule(policy)
-        _shard_layers(policy.net)
+        # exact (--deterministic): each pass's gradients are reduce-scattered in float64 (a sum over ranks
+        # rounded once, in any order), then accumulated over the step's passes in fp32
+        options = {"mp_policy": MixedPrecisionPolicy(reduce_dtype=torch.float64)} if exact else {}
+        _shard_layers(policy.net, **options)
         if policy.ref_net is not None:
             self.module.ref_net = policy.ref_net  # its root-level weights are gathered with the policy's
-            _shard_layers(policy.ref_net)
-        fully_shard(self.module)
+            _shard_layers(policy.ref_net, **options)
+        fully_shard(self.module, **options)
 
     def loss(self, *args: Any, **kwargs: Any) -> Any:
         return self.module(*args, **kwargs)

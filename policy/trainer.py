@@ -181,6 +181,10 @@ class Trainer:
         if self.data.bad_lines:
             log.warning("%s: skipped %d bad lines", self.data.path, self.data.bad_lines)
         found = self._resume_weights() if s.resume else None
+        if s.deterministic and hasattr(self.policy, "share_prompt"):
+            # one decoder call per candidate, as FSDP2 needs: the shared prompt forward rounds differently, and
+            # --deterministic promises the same weights whatever the number of processes and the engine
+            self.policy.share_prompt = False
         self.engine = dist.wrap(self.policy, world, fsdp=s.fsdp, exact=s.deterministic)  # DDP / FSDP2 over the ranks; the plain policy alone
         self.params = self.policy.trainable_parameters()
         self.lr = s.lr if s.lr is not None else default_lr(self.policy.kind)  # unset: the backend's default

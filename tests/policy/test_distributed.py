@@ -1,9 +1,10 @@
 """`grpo train --nproc N`: torchrun, DDP and FSDP2 on gloo (CPU), through the real CLI in subprocesses.
 
 The result must not depend on the number of processes: every rank draws the same global batch, trains
-its share with the whole batch's normalisers, and (--deterministic) sums gradients in float64, so the
-weights after N steps match the single-process run's to 1e-5 relative (the issue's bound; in practice
-they are bit-identical for DDP). FSDP2 sums in fp32 (reordered over ranks), within the same bound.
+its share with the whole batch's normalisers, and (--deterministic) sums gradients in float64 (FSDP2: a
+float64 reduce-scatter) with one decoder call per candidate (no shared prompt forward, which FSDP2 cannot
+use and which rounds differently), so the weights after N steps match the single-process run's to 1e-5
+relative (the issue's bound; in practice they are bit-identical, FSDP2 included).
 """
 
 from __future__ import annotations
