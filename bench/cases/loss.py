@@ -89,10 +89,16 @@ def check(inputs: dict[str, Any], outputs: dict[str, Any]) -> dict[str, float]:
     return {"loss": abs_err(outputs["loss"], loss64), "grad_logits": grad_err}
 
 
+# Per-token bytes of the fused token loss besides the logits (kernels/triton_token_loss.py): the forward reads
+# the id (8) and scale, old, ref, advantage (4 x 4) and writes logp, lse, entropy, ratio, pg, kl, loss (7 x 4)
+# and the flags (1); the backward reads the id (8) and scale, lse, logp, old, ref, advantage (6 x 4).
+ROW_BYTES = (8 + 4 * 4 + 7 * 4 + 1) + (8 + 6 * 4)
+
+
 def bytes_moved(size: Size) -> int:
     es = TORCH_DTYPES[size.dtype].itemsize
     n, v = size.tokens, size.vocab
-    return 3 * n * v * es + n * (8 + 4 * 4)  # read logits twice, write dlogits; ids and per-token inputs
+    return 3 * n * v * es + n * ROW_BYTES  # the minimum: read the logits twice (forward, backward), write dlogits once
 
 
 register(
