@@ -1,6 +1,11 @@
 """Fused GRPO kernels: Triton on CUDA, a chunked Torch implementation everywhere else.
 
 `import kernels` never imports triton; the backend is chosen on first use (`kernels.dispatch`).
+At token level `grpo_loss` is one pass over the vocabulary each way (`kernels.token_loss`: logp, LSE, entropy,
+ratio, clipped surrogate, k3 KL, the row's loss and the clip flags in the forward kernel, dlogits with the
+per-token coefficient inline in the backward kernel); sequence-level ratios (GSPO) run `token_logprobs`
+then the (B, T) math of `grpo_loss_from_logp`. Masked rows and ids < 0 are skipped (no logits read, zero
+gradient; their stats are logp = entropy = KL = 0, ratio 1, no clip flags).
 
     token_logprobs(logits (..., V), ids (...), temperature=1.0, *, with_entropy, inplace_backward) -> logp fp32 (...)
     grpo_loss(logits (B, T, V), ids, old_logp, ref_logp, advantages (B,), mask (B, T), **options) -> (loss, GRPOStats)
