@@ -9,11 +9,16 @@ masks and is not differentiable.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 import torch
 from torch import Tensor
 
 from .dispatch import launchers
 from .errors import OptionError, ShapeError
+
+T = TypeVar("T")
 
 
 def rows_view(x: Tensor) -> Tensor | None:
@@ -45,6 +50,31 @@ def _row_blocks(x: Tensor, layout: str) -> list[Tensor]:
     return [flat if flat is not None else x.reshape(-1, x.shape[-1])]
 
 
+def blockwise_forward(logits: Tensor, run: Callable[[Tensor, int, int], T]) -> list[T]:
+    """`run(rows, start, stop)` over (rows, V) blocks of logits (..., V) covering rows start:stop of the flat
+    (N, V) order: one block when a flat view exists, one per sequence for a (B, T, V) slice, else a copy."""
+    parts, start = [], 0
+    for rows in _row_blocks(logits, _layout(logits)):
+        parts.append(run(rows, start, start + rows.shape[0]))
+        start += rows.shape[0]
+    return parts
+
+
+def blockwise_backward(logits: Tensor, inplace: bool, write: Callable[[Tensor, Tensor, int, int], None]) -> Tensor:
+    """dlogits (..., V) shaped like logits, filled by `write(rows, out, start, stop)` block by block (the
+    blocks of `blockwise_forward`); with `inplace` it is the logits' own storage (unless a copy was needed)."""
+    layout = _layout(logits)
+    if inplace and layout != "copy":
+        dlogits = logits.detach()  # written over: same storage
+    else:
+        dlogits = torch.empty(logits.shape, dtype=logits.dtype, device=logits.device)  # (..., V)
+    start = 0
+    for rows, out in zip(_row_blocks(logits.detach(), layout), _row_blocks(dlogits, layout)):
+        write(rows, out, start, start + rows.shape[0])
+        start += rows.shape[0]
+    return dlogits
+
+
 def check_ids(logits: Tensor, ids: Tensor) -> None:
     """ShapeError unless ids (...) int64 match logits (..., V) fp32/bf16/fp16 without the vocab dim."""
     if logits.dim() < 1 or ids.shape != logits.shape[:-1]:
@@ -61,12 +91,8 @@ class TokenLogprobsFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits: Tensor, ids: Tensor, temperature: float, inplace_backward: bool):  # type: ignore[override]
         ops = launchers(logits.device)
-        blocks = _row_blocks(logits, _layout(logits))
         flat_ids = ids.reshape(-1)  # (N,)
-        outs, start = [], 0
-        for rows in blocks:
-            outs.append(ops.logprobs_forward(rows, flat_ids[start : start + rows.shape[0]], temperature))
-            start += rows.shape[0]
+        outs = blockwise_forward(logits, lambda rows, start, stop: ops.logprobs_forward(rows, flat_ids[start:stop], temperature))
         logp, lse, entropy = (torch.cat(parts) if len(outs) > 1 else parts[0] for parts in zip(*outs))  # (N,)
         ctx.save_for_backward(logits, ids, lse)
         ctx.temperature, ctx.inplace = temperature, inplace_backward
@@ -80,17 +106,11 @@ class TokenLogprobsFunction(torch.autograd.Function):
         ops = launchers(logits.device)
         grad_flat = grad_logp.reshape(-1)  # (N,)
         flat_ids = ids.reshape(-1)
-        layout = _layout(logits)
-        if ctx.inplace and layout != "copy":
-            dlogits = logits.detach()  # written over: same storage
-        else:
-            dlogits = torch.empty(logits.shape, dtype=logits.dtype, device=logits.device)  # (..., V)
-        start = 0
-        for rows, out in zip(_row_blocks(logits.detach(), layout), _row_blocks(dlogits, layout)):
-            stop = start + rows.shape[0]
+
+        def write(rows: Tensor, out: Tensor, start: int, stop: int) -> None:
             ops.logprobs_backward(rows, flat_ids[start:stop], lse[start:stop], grad_flat[start:stop], ctx.temperature, out=out)
-            start = stop
-        return dlogits, None, None, None
+
+        return blockwise_backward(logits, ctx.inplace, write), None, None, None
 
 
 def token_logprobs(

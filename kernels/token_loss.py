@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from .dispatch import launchers
-from .logprobs import _layout, _row_blocks
+from .logprobs import blockwise_backward, blockwise_forward
 
 
 @dataclass(frozen=True)
@@ -91,12 +91,7 @@ class TokenLossFunction(torch.autograd.Function):
     def forward(ctx, logits: Tensor, ids: Tensor, rows: LossRows, spec: TokenLossSpec, keep_fn, inplace: bool):  # type: ignore[override]
         ops = launchers(logits.device, "token_loss")
         flat_ids = ids.reshape(-1)  # (N,)
-        parts, start = [], 0
-        for block in _row_blocks(logits, _layout(logits)):
-            stop = start + block.shape[0]
-            parts.append(ops.token_loss_forward(block, flat_ids[start:stop], rows.part(start, stop), spec))
-            start = stop
-        out = TokenLossOut.cat(parts)
+        out = TokenLossOut.cat(blockwise_forward(logits, lambda block, start, stop: ops.token_loss_forward(block, flat_ids[start:stop], rows.part(start, stop), spec)))
         keep = keep_fn(out.entropy)  # (N,) bool | None
         per_row = out.loss  # (N,) scale * (pg + beta * kl)
         if keep is not None:
@@ -112,18 +107,12 @@ class TokenLossFunction(torch.autograd.Function):
         logits, ids, lse, logp = ctx.saved_tensors
         ops = launchers(logits.device, "token_loss")
         flat_ids = ids.reshape(-1)
-        layout = _layout(logits)
-        if ctx.inplace and layout != "copy":
-            dlogits = logits.detach()  # written over: same storage
-        else:
-            dlogits = torch.empty(logits.shape, dtype=logits.dtype, device=logits.device)  # (..., V)
-        start = 0
-        for rows, out in zip(_row_blocks(logits.detach(), layout), _row_blocks(dlogits, layout)):
-            stop = start + rows.shape[0]
+
+        def write(block: Tensor, out: Tensor, start: int, stop: int) -> None:
             part = ctx.rows.part(start, stop)
-            ops.token_loss_backward(rows, flat_ids[start:stop], lse[start:stop], logp[start:stop], part, ctx.spec, grad_loss, out=out)
-            start = stop
-        return dlogits, None, None, None, None, None
+            ops.token_loss_backward(block, flat_ids[start:stop], lse[start:stop], logp[start:stop], part, ctx.spec, grad_loss, out=out)
+
+        return blockwise_backward(logits, ctx.inplace, write), None, None, None, None, None
 
 
 def token_level_loss(logits: Tensor, ids: Tensor, rows: LossRows, spec: TokenLossSpec, keep_fn=None, inplace_backward: bool = False):
