@@ -26,7 +26,7 @@ import click
 
 ARGV: list[str] | None = None  # the `grpo` arguments of this process (grpo_tui.cli.main sets them)
 CHILD_ENV = "GRPO_TORCHRUN_CHILD"  # set for the workers: a stopped run exits 0 and this launcher says 130
-ROOT = re.compile(r"Root Cause")
+REPORT = re.compile(r"^\s*(Failures|Root Cause)")  # torchrun's failure report: other failures, then the first observed
 RANK = re.compile(r"^\s*rank\s*:\s*(\d+)(?:\s*\(local_rank:\s*(\d+)\))?")
 EXIT = re.compile(r"^\s*exitcode\s*:\s*(-?\d+)")
 
@@ -82,6 +82,27 @@ def command(nproc: int, argv: list[str]) -> list[str]:
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", "-m", "grpo_tui.cli", *args]
 
 
+def failures_in(report: list[str]) -> list[dict[str, int]]:
+    """Every rank torchrun's failure report lists: rank, local rank, exitcode, root (1 under "Root Cause")."""
+    failures: list[dict[str, int]] = []
+    section = ""
+    for line in report:
+        section = m.group(1) if (m := REPORT.match(line)) else section
+        if section and (m := RANK.match(line)):
+            failures.append({"rank": int(m.group(1)), "local": int(m.group(2) or m.group(1)), "root": int(section == "Root Cause")})
+        elif failures and (m := EXIT.match(line)) and "exitcode" not in failures[-1]:
+            failures[-1]["exitcode"] = int(m.group(1))
+    return failures
+
+
+def cause(failures: list[dict[str, int]]) -> dict[str, int]:
+    """The failure to name: a rank killed by a signal (the others then fail because their peer is gone,
+    and torchrun may observe them first when they exit at once), else torchrun's root cause."""
+    killed = [f for f in failures if f.get("exitcode", 1) < 0]
+    roots = [f for f in failures if f["root"]]
+    return (killed or roots or failures)[0]
+
+
 def torchrun(nproc: int, argv: list[str] | None = None) -> int:
     """Run `grpo <argv>` (default: this process's arguments) on `nproc` local processes; the exit code of
     the run (130: stopped on request)."""
@@ -97,24 +118,21 @@ def torchrun(nproc: int, argv: list[str] | None = None) -> int:
 
     main = threading.current_thread() is threading.main_thread()  # signals reach the main thread only
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)} if main else {}
-    failure: dict[str, int] = {}
-    in_root = False
+    report: list[str] = []  # torchrun's failure report, from its first section on
     try:
         assert proc.stderr is not None
         for line in proc.stderr:
             sys.stderr.write(line)
-            in_root = in_root or bool(ROOT.search(line))
-            if in_root and (m := RANK.match(line)) and "rank" not in failure:
-                failure["rank"], failure["local"] = int(m.group(1)), int(m.group(2) or m.group(1))
-            if in_root and (m := EXIT.match(line)) and "exitcode" not in failure:
-                failure["exitcode"] = int(m.group(1))
+            if report or REPORT.match(line):
+                report.append(line)
         code = proc.wait()
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
     if code == 0:
         return 130 if asked else 0
-    if "rank" in failure:
+    if failures := failures_in(report):
+        failure = cause(failures)
         ec = failure.get("exitcode", 1)
         how = f"was killed by {signal.Signals(-ec).name}" if ec < 0 else f"exited with code {ec}"
         click.echo(f"error: rank {failure['rank']} (local rank {failure['local']}) {how}; torchrun ended the other ranks", err=True)

@@ -39,3 +39,40 @@ def test_in_worker_reads_the_world_size(monkeypatch) -> None:
     assert not launch.in_worker()
     monkeypatch.setenv("WORLD_SIZE", "4")
     assert launch.in_worker()
+
+
+REPORT = """\
+============================================================
+grpo_tui.cli FAILED
+------------------------------------------------------------
+Failures:
+[1]:
+  time      : 2026-12-02_12:50:01
+  host      : box
+  rank      : 1 (local_rank: 1)
+  exitcode  : -9 (pid: 4242)
+  error_file: <N/A>
+  traceback : Signal 9 (SIGKILL) received by PID 4242
+------------------------------------------------------------
+Root Cause (first observed failure):
+[0]:
+  time      : 2026-12-02_12:50:01
+  host      : box
+  rank      : 0 (local_rank: 0)
+  exitcode  : 1 (pid: 4241)
+  error_file: <N/A>
+  traceback : To enable traceback see: https://pytorch.org/docs/stable/elastic/errors.html
+============================================================
+"""
+
+
+def test_a_killed_rank_is_named_before_the_peer_that_lost_it() -> None:
+    """Rank 1 SIGKILLed, rank 0 then fails on the closed connection and torchrun may observe it first: the
+    launcher names the killed rank. Without a signal death it names torchrun's root cause."""
+    failures = launch.failures_in(REPORT.splitlines(keepends=True))
+    assert failures == [{"rank": 1, "local": 1, "root": 0, "exitcode": -9}, {"rank": 0, "local": 0, "root": 1, "exitcode": 1}]
+    assert launch.cause(failures)["rank"] == 1
+    only_root = launch.failures_in(REPORT.replace("exitcode  : -9", "exitcode  : 1").splitlines(keepends=True))
+    assert launch.cause(only_root)["rank"] == 0
+    alone = launch.failures_in(REPORT.split("Root Cause")[0].replace("[1]:", "<NO_OTHER_FAILURES>").splitlines(keepends=True)[:4])
+    assert alone == []

@@ -142,9 +142,12 @@ LAUNCHERS = {"triton": triton_token_loss, "torch": torch_token_loss}
 @pytest.mark.parametrize("launcher", ["triton", "torch"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
 @pytest.mark.parametrize("kind", list(SPECS))
-@pytest.mark.parametrize("sides", SIDES)
-@pytest.mark.parametrize(("vocab", "block_v"), [(1003, 64), (50, 64)], ids=["main+tail", "tail-only"])
-def test_launchers_match_float64(device, monkeypatch, launcher, dtype, kind, sides, vocab, block_v):
+@pytest.mark.parametrize(
+    ("vocab", "block_v", "sides"),
+    [*((1003, 64, sides) for sides in SIDES), (50, 64, "all")],
+    ids=[*(f"main+tail-{sides}" for sides in SIDES), "tail-only-all"],
+)  # every input set on the main loop + tail; the tail-only vocabulary with all of them
+def test_launchers_match_float64(device, monkeypatch, launcher, dtype, kind, vocab, block_v, sides):
     monkeypatch.setattr(triton_token_loss, "_config", lambda v: (block_v, 4))
     ops = LAUNCHERS[launcher]
     n, grad = len(RATIOS), 1.7
