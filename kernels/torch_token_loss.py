@@ -26,8 +26,27 @@ def _live_ids(ids: Tensor, rows: LossRows) -> Tensor:
     return ids.masked_fill(rows.scale == 0, -100)
 
 
-def _ratio(logp: Tensor, rows: LossRows) -> Tensor:
-    return torch.exp(logp - (logp if rows.old is None else rows.old.float()))  # (N,)
+def surrogate(logp: Tensor, rows: LossRows, spec: TokenLossSpec) -> tuple[Tensor, Tensor, Tensor]:
+    """(ratio, pg, dpg/dlogp), each (N,) fp32, as the Triton kernels' `_surrogate`: r = exp(logp - old), the
+    clipped surrogate -min(min(r, delta) A, clamp(r, lo, hi) A) and its derivative (the active branch of the
+    min, halved on a tie: torch.minimum's rule), or CISPO's -min(r, cap) A logp with its detached weight;
+    pg and dpg times the off-policy weight."""
+    adv = rows.adv.float()
+    ratio = torch.exp(logp - (logp if rows.old is None else rows.old.float()))  # (N,)
+    hi = spec.cap
+    if spec.cispo:
+        dpg = -ratio.clamp(max=hi) * adv
+        pg = dpg * logp
+    else:
+        lo = 1.0 - spec.eps_low
+        d1 = torch.where(ratio <= spec.delta, ratio, 0.0)  # d min(r, delta) / d logp
+        d2 = torch.where((ratio >= lo) & (ratio <= hi), ratio, 0.0)  # d clamp(r, lo, hi) / d logp
+        a1, a2 = ratio.clamp(max=spec.delta) * adv, ratio.clamp(lo, hi) * adv
+        pg = -torch.minimum(a1, a2)
+        dpg = -torch.where(a1 < a2, adv * d1, torch.where(a2 < a1, adv * d2, 0.5 * adv * (d1 + d2)))
+    if rows.weight is not None:
+        pg, dpg = pg * rows.weight.float(), dpg * rows.weight.float()
+    return ratio, pg, dpg
 
 
 def token_loss_forward(logits: Tensor, ids: Tensor, rows: LossRows, spec: TokenLossSpec) -> TokenLossOut:
@@ -36,19 +55,11 @@ def token_loss_forward(logits: Tensor, ids: Tensor, rows: LossRows, spec: TokenL
 
     live_ids = _live_ids(ids, rows)
     logp, lse, entropy = torch_logprobs.logprobs_forward(logits, live_ids, spec.temperature)  # (N,) zeros when skipped
+    ratio, pg, _ = surrogate(logp, rows, spec)
     adv = rows.adv.float()
-    ratio = _ratio(logp, rows)
-    hi = spec.cap
-    if spec.cispo:
-        pg = -ratio.clamp(max=hi) * adv * logp
-        flags = ((ratio > hi) & (adv > 0)).to(torch.int8) * 2
-    else:
-        c1 = ratio.clamp(max=spec.delta)
-        c2 = ratio.clamp(1.0 - spec.eps_low, hi)
-        pg = -torch.minimum(c1 * adv, c2 * adv)
-        flags = ((ratio < 1.0 - spec.eps_low) & (adv < 0)).to(torch.int8) + ((ratio > hi) & (adv > 0)).to(torch.int8) * 2
-    if rows.weight is not None:
-        pg = pg * rows.weight.float()
+    flags = ((ratio > spec.cap) & (adv > 0)).to(torch.int8) * 2
+    if not spec.cispo:
+        flags += ((ratio < 1.0 - spec.eps_low) & (adv < 0)).to(torch.int8)
     kl = torch.zeros_like(logp)
     if rows.ref is not None:
         d = rows.ref.float() - logp
@@ -62,19 +73,7 @@ def token_loss_forward(logits: Tensor, ids: Tensor, rows: LossRows, spec: TokenL
 
 def token_coef(logp: Tensor, rows: LossRows, spec: TokenLossSpec, grad_loss: Tensor) -> Tensor:
     """(N,) fp32 d loss / d logp: g * scale * (keep * w * dpg/dlogp + beta * (1 - exp(ref - logp)))."""
-    adv = rows.adv.float()
-    ratio = _ratio(logp, rows)
-    hi = spec.cap
-    if spec.cispo:
-        dpg = -ratio.clamp(max=hi) * adv  # the capped weight is detached
-    else:
-        lo = 1.0 - spec.eps_low
-        d1 = torch.where(ratio <= spec.delta, ratio, 0.0)  # d min(r, delta) / d logp
-        d2 = torch.where((ratio >= lo) & (ratio <= hi), ratio, 0.0)  # d clamp(r, lo, hi) / d logp
-        a1, a2 = ratio.clamp(max=spec.delta) * adv, ratio.clamp(lo, hi) * adv
-        dpg = -torch.where(a1 < a2, adv * d1, torch.where(a2 < a1, adv * d2, 0.5 * adv * (d1 + d2)))  # torch.minimum's tie rule
-    if rows.weight is not None:
-        dpg = dpg * rows.weight.float()
+    _, _, dpg = surrogate(logp, rows, spec)
     if rows.keep is not None:
         dpg = dpg * rows.keep.float()
     dkl = torch.zeros_like(logp) if rows.ref is None else spec.beta * (1.0 - torch.exp(rows.ref.float() - logp))

@@ -42,6 +42,34 @@ CONFIGS = tlp_CONFIGS  # (BLOCK_V, num_warps) pairs `_config` picks: the logprob
 
 
 @triton.jit
+def _surrogate(row, logp, old_ptr, adv_ptr, weight_ptr, lo, hi, delta, cispo, has_old, has_weight):
+    """(ratio, A, pg, dpg/dlogp) of one row: r = exp(logp - old) (old = logp without old_ptr), the clipped
+    surrogate pg = -min(min(r, delta) A, clamp(r, lo, hi) A) and its derivative (the active branch of the min,
+    halved on a tie: torch.minimum's rule; a clamp passes its bounds), or CISPO's pg = -min(r, hi) A logp with
+    its detached weight; pg and dpg times the off-policy weight. The forward uses pg, the backward dpg."""
+    adv = tl.load(adv_ptr + row)
+    old = logp
+    if has_old != 0:
+        old = tl.load(old_ptr + row)
+    ratio = tl.exp(logp - old)
+    if cispo != 0:
+        dpg = -tl.minimum(ratio, hi) * adv
+        pg = dpg * logp
+    else:
+        d1 = tl.where(ratio <= delta, ratio, 0.0)  # d min(r, delta) / d logp
+        d2 = tl.where((ratio >= lo) & (ratio <= hi), ratio, 0.0)  # d clamp(r, lo, hi) / d logp
+        a1 = tl.minimum(ratio, delta) * adv
+        a2 = tl.minimum(tl.maximum(ratio, lo), hi) * adv
+        pg = -tl.minimum(a1, a2)
+        dpg = -tl.where(a1 < a2, adv * d1, tl.where(a2 < a1, adv * d2, 0.5 * adv * (d1 + d2)))
+    if has_weight != 0:
+        w = tl.load(weight_ptr + row)
+        pg = pg * w
+        dpg = dpg * w
+    return ratio, adv, pg, dpg
+
+
+@triton.jit
 def _token_loss_fwd_kernel(
     logits_ptr,  # (N, V) fp32/bf16/fp16, last dim contiguous
     stride_row,  # elements between rows of logits (runtime)
@@ -87,21 +115,10 @@ def _token_loss_fwd_kernel(
     row_ptr = logits_ptr + row * stride_row
     m, log_s, u_over_s = _row_softmax_stats(row_ptr, V, inv_temperature, BLOCK_V)
     logp = _row_logp(row_ptr, tok, m, log_s, V, inv_temperature)
-    adv = tl.load(adv_ptr + row)
-    old = logp
-    if has_old != 0:
-        old = tl.load(old_ptr + row)
-    ratio = tl.exp(logp - old)
-    if cispo != 0:
-        pg = -tl.minimum(ratio, hi) * adv * logp
-        flags = tl.where((ratio > hi) & (adv > 0.0), 2, 0)
-    else:
-        c1 = tl.minimum(ratio, delta)
-        c2 = tl.minimum(tl.maximum(ratio, lo), hi)
-        pg = -tl.minimum(c1 * adv, c2 * adv)
-        flags = tl.where((ratio < lo) & (adv < 0.0), 1, 0) + tl.where((ratio > hi) & (adv > 0.0), 2, 0)
-    if has_weight != 0:
-        pg = pg * tl.load(weight_ptr + row)
+    ratio, adv, pg, _ = _surrogate(row, logp, old_ptr, adv_ptr, weight_ptr, lo, hi, delta, cispo, has_old, has_weight)
+    flags = tl.where((ratio > hi) & (adv > 0.0), 2, 0)
+    if cispo == 0:
+        flags += tl.where((ratio < lo) & (adv < 0.0), 1, 0)
     kl = tl.zeros((), dtype=tl.float32)
     if has_ref != 0:
         d = tl.load(ref_ptr + row) - logp
@@ -153,23 +170,7 @@ def _token_loss_bwd_kernel(
         _zero_row(out_ptr, V, BLOCK_V)
         return
     logp = tl.load(logp_ptr + row)
-    adv = tl.load(adv_ptr + row)
-    old = logp
-    if has_old != 0:
-        old = tl.load(old_ptr + row)
-    ratio = tl.exp(logp - old)
-    if cispo != 0:
-        dpg = -tl.minimum(ratio, hi) * adv  # the weight is detached
-    else:
-        c1 = tl.minimum(ratio, delta)
-        d1 = tl.where(ratio <= delta, ratio, 0.0)  # d c1 / d logp
-        c2 = tl.minimum(tl.maximum(ratio, lo), hi)
-        d2 = tl.where((ratio >= lo) & (ratio <= hi), ratio, 0.0)  # d c2 / d logp (clamp passes its bounds)
-        a1 = c1 * adv
-        a2 = c2 * adv
-        dpg = -tl.where(a1 < a2, adv * d1, tl.where(a2 < a1, adv * d2, 0.5 * adv * (d1 + d2)))
-    if has_weight != 0:
-        dpg = dpg * tl.load(weight_ptr + row)
+    _, _, _, dpg = _surrogate(row, logp, old_ptr, adv_ptr, weight_ptr, lo, hi, delta, cispo, has_old, has_weight)
     if has_keep != 0:
         dpg = dpg * tl.load(keep_ptr + row)
     dkl = tl.zeros((), dtype=tl.float32)
@@ -183,7 +184,9 @@ def _token_loss_bwd_kernel(
 # all between interpreted and compiled objects; see tests/kernels/test_triton_logprobs.py).
 # The row helpers live in kernels.triton_logprobs (a harness swaps its JIT_FUNCTIONS too: their callees
 # resolve there).
-JIT_FUNCTIONS = ("_row_softmax_stats", "_row_logp", "_row_dlogits", "_zero_row", "_token_loss_fwd_kernel", "_token_loss_bwd_kernel")
+JIT_FUNCTIONS = (
+    "_row_softmax_stats", "_row_logp", "_row_dlogits", "_zero_row", "_surrogate", "_token_loss_fwd_kernel", "_token_loss_bwd_kernel",
+)  # fmt: skip
 
 
 def _scalars(spec: TokenLossSpec) -> tuple:
