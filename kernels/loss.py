@@ -206,15 +206,7 @@ def grpo_loss_from_logp(
         if beta != 0.0:
             per_token = per_token + beta * kl
         kl = kl.detach()
-    per_token = per_token.expand_as(logp) * m  # (B, T)
-    if loss_type == "grpo":
-        total = (per_token.sum(-1) / m.sum(-1).clamp(min=1.0)).sum()
-        default = float(logp.shape[0])
-    elif loss_type == "dr_grpo":
-        total, default = per_token.sum(), float(logp.numel())
-    else:
-        total, default = per_token.sum(), m.sum().clamp(min=1.0)
-    loss = total / (default if normalizer is None else normalizer)
+    loss = (per_token.expand_as(logp) * row_scale(m, loss_type, normalizer)).sum()  # row_scale carries the mask
     if loss_type == "cispo":
         clipped_low = torch.zeros_like(logp, dtype=torch.bool)
         clipped_high = ((ratio > eps_high) & (adv > 0)).expand_as(logp)
@@ -295,7 +287,7 @@ def row_scale(mask: Tensor, loss_type: str, normalizer: float | Tensor | None) -
     elif loss_type == "dr_grpo":
         default = float(m.numel())
     else:
-        default = mask.float().sum().clamp(min=1.0)
+        default = m.sum().clamp(min=1.0)
     return m / (default if normalizer is None else normalizer)
 
 
